@@ -1,0 +1,31 @@
+"""The ``timm-ignore`` command: one subcommand per module of this package, imported only when used."""
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+__all__ = ['main', 'SUBCOMMANDS']
+
+#: Subcommand name -> (module defining ``add_arguments(parser)`` and ``run(args) -> int``, one-line help).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    'models': ('timm_ignore.cli.models', 'list the registered models (the zoo table)'),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``timm-ignore`` console script."""
+    parser = argparse.ArgumentParser(prog='timm-ignore', description='Learning to ignore (BMVC 2021) on timm.')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv)  # prints usage and exits for a missing or unknown command
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    sub = argparse.ArgumentParser(prog=f'timm-ignore {argv[0]}', description=SUBCOMMANDS[argv[0]][1])
+    module.add_arguments(sub)
+    return int(module.run(sub.parse_args(argv[1:])) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Attention layers with the ignore flip."""
+from .cbam import IgnoreCbam
+from .ignore_gate import GATE_VARIANTS, IGN2_EPS, IgnoreGate, ignore_gate, resolve_gate
+from .mmtm import IgnoreMmtm
+from .squeeze_excite import IgnoreSqueezeExcite

@@ -1,0 +1,86 @@
+"""Turn the zoo table into timm entrypoints: attention-layer resolution and registration."""
+import sys
+from functools import partial
+from typing import Any, Callable, Optional
+
+from timm.models import generate_default_cfgs, register_model
+from torch import nn
+
+from ..layers import IgnoreCbam, IgnoreSqueezeExcite, resolve_gate
+from ..layers.reduction import validate_reduction
+from .zoo import ModelSpec, family_models, pretrained_cfgs
+
+__all__ = ['ATTENTION_KWARGS', 'pop_attention_layer', 'register_family']
+
+#: Model kwargs that override the attention of a model for exploration.
+ATTENTION_KWARGS = ('variant', 'alpha', 'reduction')
+_ATTENTION_LAYERS = {'se': IgnoreSqueezeExcite, 'cbam': IgnoreCbam}
+
+
+def pop_attention_layer(spec: ModelSpec, kwargs: dict[str, Any]) -> Optional[Callable[..., nn.Module]]:
+    """Remove the attention overrides from ``kwargs`` and return the attention layer factory of a model.
+
+    ``variant`` replaces the gate variant of the name (and drops the name's alpha), ``alpha`` the ign1 strength,
+    ``reduction`` the MLP reduction ratio (default 8).
+
+    Returns:
+        A factory taking ``channels`` (and ``device``/``dtype``), or None for a plain network.
+
+    Raises:
+        TypeError: An override given to a plain network, which has no attention block.
+        ValueError: Unknown variant, alpha out of range or for a variant without one, or a bad reduction.
+    """
+    overrides = {k: kwargs.pop(k) for k in ATTENTION_KWARGS if k in kwargs}
+    if spec.attn is None:
+        if overrides:
+            raise TypeError(
+                f'{spec.name} has no attention block, so it takes no {", ".join(sorted(overrides))} argument; '
+                f'use one of its attention variants, e.g. {spec.name}_se_ign3.')
+        return None
+    if 'variant' in overrides:
+        variant, alpha = overrides['variant'], overrides.get('alpha')
+    else:
+        variant, alpha = spec.gate.variant, overrides.get('alpha', spec.gate.alpha)
+    resolve_gate(variant, alpha)
+    reduction = validate_reduction(overrides.get('reduction', 8))
+    return partial(_ATTENTION_LAYERS[spec.attn], reduction=reduction, variant=variant, alpha=alpha)
+
+
+def _entrypoint(spec: ModelSpec, module: str, create: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return create(spec, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = spec.name
+    entrypoint.__module__ = module
+    if spec.attn is None:
+        what = 'no attention'
+    else:
+        gate = spec.gate.variant + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
+        what = f'{spec.attn.upper()} attention, {gate} gate'
+    entrypoint.__doc__ = (
+        f'{spec.family.description}: {what}.\n\n'
+        f'Args:\n    pretrained: Load pretrained weights.\n'
+        f'    **kwargs: Model args; attention models also take {", ".join(ATTENTION_KWARGS)}.\n')
+    return entrypoint
+
+
+def register_family(module: str, family: str, create: Callable[..., nn.Module]) -> None:
+    """Register every model of a family as a timm entrypoint defined in ``module``.
+
+    Sets the module's ``default_cfgs`` (read by timm's ``register_model``) and one attribute per model name.
+
+    Args:
+        module: ``__name__`` of the module that builds the family.
+        family: Family name in the zoo table.
+        create: ``create(spec, pretrained, **kwargs)`` building one model.
+    """
+    mod = sys.modules[module]
+    specs = family_models(family)
+    cfgs = {}
+    for spec in specs:
+        cfgs.update(pretrained_cfgs(spec))
+    mod.default_cfgs = generate_default_cfgs(cfgs)
+    for spec in specs:
+        fn = _entrypoint(spec, module, create)
+        setattr(mod, spec.name, fn)
+        register_model(fn)

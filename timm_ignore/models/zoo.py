@@ -1,0 +1,175 @@
+"""The model zoo table: the one source of truth for model names, attention variants, alphas and default cfgs.
+
+Every registered model, its pretrained tags and data config, the README table and the model cards come from the
+tuples below. A model name is ``{family}[_{attn}[{gate suffix}]]``; for example ``densenet_cbam_ign1_a08`` is the
+CIFAR DenseNet with CBAM whose gates use Ign1 with alpha 0.8.
+"""
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+__all__ = [
+    'PAPER_ID', 'DatasetSpec', 'FamilySpec', 'GateSpec', 'ModelSpec', 'DATASETS', 'FAMILIES', 'GATES', 'ATTENTIONS',
+    'MODELS', 'family_models', 'get_model_spec', 'pretrained_cfgs',
+]
+
+PAPER_ID = 'arXiv:2111.05684'
+#: Attention block types, by name suffix.
+ATTENTIONS = ('se', 'cbam')
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """A flip as it appears in model names: ``suffix`` is appended after the attention type."""
+    suffix: str
+    variant: str
+    alpha: Optional[float] = None  # None: the variant's default (1.0 for ign1)
+
+
+#: The gate variants the paper reports, in its table order. alpha = 1 has no ``_aXX`` suffix.
+GATES = (
+    GateSpec('', 'explicit'),
+    GateSpec('_ign1', 'ign1'),
+    GateSpec('_ign1_a08', 'ign1', 0.8),
+    GateSpec('_ign1_a05', 'ign1', 0.5),
+    GateSpec('_ign2', 'ign2'),
+    GateSpec('_ign3', 'ign3'),
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Data config of a pretrained tag; ``paper_dataset`` is the dataset's name in the paper's tables."""
+    tag: str
+    paper_dataset: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_pct: float
+    interpolation: str = 'bilinear'
+
+
+DATASETS = {d.tag: d for d in (
+    # CIFAR statistics of the official training sets; images are used at full size (crop_pct 1).
+    DatasetSpec('cifar10', 'cifar10', 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 1.0),
+    DatasetSpec('cifar100', 'cifar100', 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 1.0),
+    DatasetSpec('in1k', 'imagenet1k', 1000, (3, 224, 224), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, 0.875),
+)}
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A backbone family of the paper.
+
+    Attributes:
+        name: Name prefix of the family's models.
+        module: Module (under ``timm_ignore.models``) that builds it; timm lists the models under this module name.
+        datasets: Pretrained tags, the default first.
+        paper_backbone: The backbone's name in the paper's tables.
+        registers_plain: Whether the plain network (no attention) is registered here; ``resnet50`` is timm's own.
+        pool_size: Unpooled feature map size at the default input size.
+        first_conv: Name of the first convolution (for ``in_chans`` adaptation).
+        classifier: Name of the classifier.
+        description: One line for docs.
+    """
+    name: str
+    module: str
+    datasets: tuple[str, ...]
+    paper_backbone: str
+    registers_plain: bool
+    pool_size: tuple[int, int]
+    first_conv: str
+    classifier: str
+    description: str
+
+
+FAMILIES = (
+    FamilySpec(
+        'resnet50', 'resnet', ('in1k',), 'resnet50', False, (7, 7), 'conv1', 'fc',
+        "ImageNet ResNet-50 (timm's ResNet), attention on every bottleneck's residual branch"),
+    FamilySpec(
+        'cifar_resnet50', 'cifar_resnet', ('cifar100', 'cifar10'), 'resnet50', True, (8, 8), 'conv1', 'fc',
+        'CIFAR ResNet v1, depth 50 (3 stages of 8 basic blocks, 16-32-64 wide)'),
+    FamilySpec(
+        'densenet', 'cifar_densenet', ('cifar100', 'cifar10'), 'densenet', True, (8, 8), 'stem', 'fc',
+        'CIFAR DenseNet-40 (k=12, bottleneck, no compression), attention after each dense block and transition'),
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model: a family with optional attention and gate."""
+    family: FamilySpec
+    attn: Optional[str] = None
+    gate: Optional[GateSpec] = None
+
+    @property
+    def name(self) -> str:
+        if self.attn is None:
+            return self.family.name
+        return f'{self.family.name}_{self.attn}{self.gate.suffix}'
+
+    @property
+    def paper_method(self) -> str:
+        """The row name of this model in the paper's tables (``standard``, ``se``, ``cbam_ign1_a08``, ...)."""
+        return 'standard' if self.attn is None else f'{self.attn}{self.gate.suffix}'
+
+    @property
+    def twin(self) -> Optional['ModelSpec']:
+        """The explicit-attention twin of an ignore model, the plain network of an explicit one, else None."""
+        if self.attn is None:
+            return None
+        if self.gate.variant != 'explicit':
+            return ModelSpec(self.family, self.attn, GATES[0])
+        return ModelSpec(self.family)
+
+
+def _build_models() -> dict[str, ModelSpec]:
+    specs = []
+    for family in FAMILIES:
+        if family.registers_plain:
+            specs.append(ModelSpec(family))
+        specs += [ModelSpec(family, attn, gate) for attn in ATTENTIONS for gate in GATES]
+    return {s.name: s for s in specs}
+
+
+#: Every model this package registers, by name, in table order.
+MODELS: dict[str, ModelSpec] = _build_models()
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """Look up a registered model by name (a ``.tag`` suffix is ignored).
+
+    Raises:
+        ValueError: The name is not a model of this package.
+    """
+    spec = MODELS.get(name.split('.', 1)[0])
+    if spec is None:
+        raise ValueError(f'Unknown timm-ignore model {name!r}; registered models: {", ".join(MODELS)}.')
+    return spec
+
+
+def family_models(family: str) -> list[ModelSpec]:
+    """All models of one family, in table order."""
+    return [s for s in MODELS.values() if s.family.name == family]
+
+
+def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
+    """Default cfgs of a model, one per dataset tag, in timm's ``generate_default_cfgs`` format.
+
+    No cfg points at weights: a tag carries an ``hf_hub_id`` only once its checkpoint is published.
+    """
+    family = spec.family
+    cfgs = {}
+    for tag in family.datasets:
+        data = DATASETS[tag]
+        cfgs[f'{spec.name}.{tag}'] = dict(
+            num_classes=data.num_classes, input_size=data.input_size, pool_size=family.pool_size,
+            crop_pct=data.crop_pct, interpolation=data.interpolation, mean=data.mean, std=data.std,
+            first_conv=family.first_conv, classifier=family.classifier,
+            paper_ids=PAPER_ID, paper_name='Learning to ignore: rethinking attention in CNNs',
+            license='apache-2.0', origin_url='https://github.com/firasl/inverse_attention',
+        )
+    return cfgs
