@@ -62,7 +62,7 @@ def resolve_gate(variant: str, alpha: Optional[float] = None) -> tuple[str, floa
     return variant, alpha
 
 
-def ignore_gate(z: torch.Tensor, variant: str = 'explicit', alpha: float = 1.0) -> torch.Tensor:
+def ignore_gate(z: torch.Tensor, variant: str = 'explicit', alpha: float = 1.0, eps: float = IGN2_EPS) -> torch.Tensor:
     """Map pre-sigmoid attention logits to a mask (the flip T).
 
     Inputs are not validated here (this runs in every block's forward); use :func:`resolve_gate` first.
@@ -71,6 +71,7 @@ def ignore_gate(z: torch.Tensor, variant: str = 'explicit', alpha: float = 1.0) 
         z: Pre-sigmoid logits of any shape.
         variant: One of :data:`GATE_VARIANTS`.
         alpha: Strength of ``ign1``; ignored by the other variants.
+        eps: The ``eps`` of ``ign2``.
 
     Returns:
         The mask, same shape and dtype as ``z``.
@@ -83,10 +84,10 @@ def ignore_gate(z: torch.Tensor, variant: str = 'explicit', alpha: float = 1.0) 
         # 1 - alpha * sigmoid(z) written as (1 - alpha) + alpha * sigmoid(-z): exact where sigmoid(z) rounds to 1,
         # and bit-identical to ign3 at alpha == 1.
         return torch.sigmoid(-z) * alpha + (1.0 - alpha)
-    # ign2: 1 / (s + eps) reaches 1e6, past float16's range; compute in float32 so the mask and its gradient stay
-    # finite for every finite z under any autocast dtype, then return in z's dtype.
-    s = torch.sigmoid(z.float())
-    return torch.sigmoid(torch.reciprocal(s + IGN2_EPS)).to(z.dtype)
+    # ign2: 1 / (s + eps) reaches 1e6, past float16's range; compute in float32 (or float64) so the mask and its
+    # gradient stay finite for every finite z under any autocast dtype, then return in z's dtype.
+    s = torch.sigmoid(z if z.dtype == torch.float64 else z.float())
+    return torch.sigmoid(torch.reciprocal(s + eps)).to(z.dtype)
 
 
 class IgnoreGate(nn.Module):

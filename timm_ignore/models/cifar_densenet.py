@@ -273,8 +273,8 @@ class CifarDenseNet(nn.Module):
 def _create(spec: ModelSpec, pretrained: bool = False, **kwargs: Any) -> CifarDenseNet:
     attn_layer = pop_attention_layer(spec, kwargs)
     return build_model_with_cfg(
-        CifarDenseNet, spec.name, pretrained, attn_layer=attn_layer, feature_cfg=dict(flatten_sequential=True),
-        **kwargs)
+        CifarDenseNet, spec.name, pretrained, attn_layer=attn_layer,
+        feature_cfg=dict(flatten_sequential=True, out_indices=(0, 1, 2, 3)), **kwargs)
 
 
 register_family(__name__, 'densenet', _create)

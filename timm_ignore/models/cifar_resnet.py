@@ -208,7 +208,8 @@ class CifarResNet(nn.Module):
 def _create(spec: ModelSpec, pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     attn_layer = pop_attention_layer(spec, kwargs)
     return build_model_with_cfg(
-        CifarResNet, spec.name, pretrained, attn_layer=attn_layer, feature_cfg=dict(flatten_sequential=True), **kwargs)
+        CifarResNet, spec.name, pretrained, attn_layer=attn_layer, feature_cfg=dict(out_indices=(0, 1, 2, 3)),
+        **kwargs)
 
 
 register_family(__name__, 'cifar_resnet50', _create)

@@ -1,0 +1,182 @@
+"""SE, CBAM and MMTM blocks against the paper's equations written out literally (outputs and gradients)."""
+import functools
+
+import pytest
+import torch
+from timm.layers import create_attn
+from torch.nn import functional as F
+
+from timm_ignore import IgnoreCbam, IgnoreMmtm, IgnoreSqueezeExcite
+from timm_ignore.layers import IGN2_EPS
+
+GATES = [('explicit', None), ('ign1', None), ('ign1', 0.8), ('ign1', 0.5), ('ign2', None), ('ign3', None)]
+
+
+def flip(z: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+    """The paper's T, literally: Ign1/Ign2 on the sigmoid output, Ign3 on the logits."""
+    s = torch.sigmoid(z)
+    if variant == 'explicit':
+        return s
+    if variant == 'ign1':
+        return 1 - (1.0 if alpha is None else alpha) * s
+    if variant == 'ign2':
+        return torch.sigmoid(1 / (s + IGN2_EPS))
+    return torch.sigmoid(-z)
+
+
+def se_reference(block: IgnoreSqueezeExcite, x: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+    squeezed = x.mean((2, 3))
+    z = F.linear(F.relu(F.linear(squeezed, block.fc1.weight, block.fc1.bias)), block.fc2.weight, block.fc2.bias)
+    return x * flip(z, variant, alpha).view(*z.shape, 1, 1)
+
+
+def cbam_reference(block: IgnoreCbam, x: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+    def mlp(v):
+        return F.linear(F.relu(F.linear(v, block.fc1.weight, block.fc1.bias)), block.fc2.weight, block.fc2.bias)
+
+    z = mlp(F.adaptive_avg_pool2d(x, 1).flatten(1)) + mlp(F.adaptive_max_pool2d(x, 1).flatten(1))
+    x = x * flip(z, variant, alpha)[:, :, None, None]
+    maps = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], 1)
+    z = F.conv2d(maps, block.conv.weight, padding=block.conv.kernel_size[0] // 2)
+    return x * flip(z, variant, alpha)
+
+
+def _randomise(block: torch.nn.Module) -> None:
+    """Give the block logits far from 0, so the flips are told apart."""
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.5)
+
+
+def _check_against_reference(block, reference, shape, variant, alpha):
+    torch.manual_seed(0)
+    _randomise(block)
+    block = block.double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    out = block(x)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *block.parameters()], grad_out)
+
+    x_ref = x.detach().requires_grad_()
+    expected = reference(block, x_ref, variant, alpha)
+    expected_grads = torch.autograd.grad(expected, [x_ref, *block.parameters()], grad_out)
+    torch.testing.assert_close(out, expected)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize('variant,alpha', GATES)
+def test_se_matches_equation(variant, alpha):
+    block = IgnoreSqueezeExcite(24, variant=variant, alpha=alpha)
+    _check_against_reference(block, se_reference, (3, 24, 5, 7), variant, alpha)
+
+
+@pytest.mark.parametrize('variant,alpha', GATES)
+def test_cbam_matches_equation(variant, alpha):
+    block = IgnoreCbam(24, variant=variant, alpha=alpha)
+    _check_against_reference(block, cbam_reference, (3, 24, 9, 6), variant, alpha)
+
+
+def test_cbam_max_gradient_with_ties():
+    """Tied maxima (e.g. after ReLU zeros) must get the gradient autograd's max reference gives them."""
+    block = IgnoreCbam(16, variant='ign3')
+    _randomise(block)
+    block = block.double()
+    x = torch.relu(torch.randn(2, 16, 6, 6, dtype=torch.float64)) * 0 + 1.0  # every position ties
+    x.requires_grad_()
+    (g,) = torch.autograd.grad(block(x).sum(), x)
+    x_ref = x.detach().requires_grad_()
+    (g_ref,) = torch.autograd.grad(cbam_reference(block, x_ref, 'ign3', None).sum(), x_ref)
+    torch.testing.assert_close(g.sum(), g_ref.sum())
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_reduction_and_parameter_count(cls):
+    block = cls(64)
+    assert block.fc1.out_features == 8 and block.fc1.bias is not None and block.fc2.bias is not None
+    twins = [cls(64, variant=v, alpha=a) for v, a in GATES]
+    counts = {sum(p.numel() for p in b.parameters()) for b in twins}
+    assert len(counts) == 1, 'an ignore block must have exactly the parameters of its explicit twin'
+    assert cls(64, reduction=4).fc1.out_features == 16
+
+
+def test_cbam_spatial_conv_is_paper_faithful():
+    block = IgnoreCbam(32)
+    assert block.conv.in_channels == 2 and block.conv.out_channels == 1
+    assert block.conv.kernel_size == (7, 7) and block.conv.padding == (3, 3) and block.conv.bias is None
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in block.modules())
+
+
+def test_se_initialisation_is_the_authors():
+    torch.manual_seed(0)
+    block = IgnoreSqueezeExcite(512)
+    assert block.fc1.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert block.fc2.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert not block.fc1.bias.any() and not block.fc2.bias.any()
+
+
+def test_cbam_spatial_conv_is_he_normal():
+    torch.manual_seed(0)
+    stds = torch.stack([IgnoreCbam(8).conv.weight.std() for _ in range(200)])
+    assert stds.mean().item() == pytest.approx((2 / 98) ** 0.5, rel=0.05)  # fan_in = 2 * 7 * 7
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_factory_kwargs(cls):
+    block = cls(16, device='meta', dtype=torch.bfloat16)
+    assert all(p.device.type == 'meta' and p.dtype == torch.bfloat16 for p in block.parameters())
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_plugs_into_timm_attn_hook(cls):
+    block = create_attn(functools.partial(cls, variant='ign1', alpha=0.8), 32)
+    assert isinstance(block, cls) and block.gate.variant == 'ign1' and block.gate.alpha == 0.8
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_bfloat16_forward_backward(cls):
+    block = cls(32, variant='ign2').to(torch.bfloat16)
+    x = torch.randn(2, 32, 8, 8, dtype=torch.bfloat16, requires_grad=True)
+    out = block(x)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize('kwargs,error', [
+    (dict(variant='ign5'), 'Unknown gate variant'),
+    (dict(variant='ign2', alpha=0.5), 'takes no alpha'),
+    (dict(reduction=0), 'positive integer'),
+    (dict(reduction=2.5), 'positive integer'),
+    (dict(reduction=64), 'leaves no hidden channel'),
+])
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_bad_block_arguments(cls, kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        cls(32, **kwargs)
+
+
+def test_cbam_even_kernel_refused():
+    with pytest.raises(ValueError, match='odd'):
+        IgnoreCbam(32, kernel_size=6)
+
+
+@pytest.mark.parametrize('variant,alpha', GATES)
+def test_mmtm_matches_equation(variant, alpha):
+    torch.manual_seed(0)
+    block = IgnoreMmtm(12, 20, ratio=4, variant=variant, alpha=alpha).double()
+    _randomise(block)
+    video = torch.randn(2, 12, 3, 4, 4, dtype=torch.float64)  # (N, C, T, H, W)
+    skeleton = torch.randn(2, 20, 7, dtype=torch.float64)  # (N, C, T)
+    out_a, out_b = block(video, skeleton)
+    assert block.fc_squeeze.out_features == int(2 * 32 / 4)
+    joint = F.relu(block.fc_squeeze(torch.cat([video.mean((2, 3, 4)), skeleton.mean(2)], 1)))
+    torch.testing.assert_close(out_a, video * flip(block.fc_a(joint), variant, alpha)[:, :, None, None, None])
+    torch.testing.assert_close(out_b, skeleton * flip(block.fc_b(joint), variant, alpha)[:, :, None])
+
+
+def test_mmtm_vectors_and_bad_ratio():
+    block = IgnoreMmtm(8, 4)
+    a, b = block(torch.randn(3, 8), torch.randn(3, 4))
+    assert a.shape == (3, 8) and b.shape == (3, 4)
+    with pytest.raises(ValueError, match='ratio'):
+        IgnoreMmtm(8, 4, ratio=0)
