@@ -9,6 +9,7 @@ __all__ = ['main', 'SUBCOMMANDS']
 #: Subcommand name -> (module defining ``add_arguments(parser)`` and ``run(args) -> int``, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'models': ('timm_ignore.cli.models', 'list the registered models (the zoo table)'),
+    'prepare-cifar': ('timm_ignore.cli.prepare_cifar', "CIFAR archive -> ImageFolder tree with the paper's split"),
 }
 
 
