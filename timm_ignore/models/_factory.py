@@ -8,6 +8,7 @@ from torch import nn
 
 from ..layers import IgnoreCbam, IgnoreSqueezeExcite, resolve_gate
 from ..layers.reduction import validate_reduction
+from ._pretrained import guard_pretrained
 from .zoo import ModelSpec, family_models, pretrained_cfgs
 
 __all__ = ['ATTENTION_KWARGS', 'pop_attention_layer', 'register_family']
@@ -48,7 +49,10 @@ def pop_attention_layer(spec: ModelSpec, kwargs: dict[str, Any]) -> Optional[Cal
 
 def _entrypoint(spec: ModelSpec, module: str, create: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        return create(spec, pretrained, **kwargs)
+        if not pretrained:
+            return create(spec, pretrained, **kwargs)
+        with guard_pretrained(spec, kwargs):  # weights only from safetensors, errors naming the file
+            return create(spec, pretrained, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = spec.name
     entrypoint.__module__ = module
@@ -78,7 +82,9 @@ def register_family(module: str, family: str, create: Callable[..., nn.Module]) 
     specs = family_models(family)
     cfgs = {}
     for spec in specs:
-        cfgs.update(pretrained_cfgs(spec))
+        # '*' keeps the family's first tag the default, also when only another tag has published weights
+        default = f'{spec.name}.{spec.family.datasets[0]}'
+        cfgs.update({f'{k}*' if k == default else k: v for k, v in pretrained_cfgs(spec).items()})
     mod.default_cfgs = generate_default_cfgs(cfgs)
     for spec in specs:
         fn = _entrypoint(spec, module, create)

@@ -9,9 +9,11 @@ from typing import Any, Optional
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from ._weights import WeightsCard, read_weights_cards
+
 __all__ = [
     'PAPER_ID', 'DatasetSpec', 'FamilySpec', 'GateSpec', 'ModelSpec', 'DATASETS', 'FAMILIES', 'GATES', 'ATTENTIONS',
-    'MODELS', 'family_models', 'get_model_spec', 'pretrained_cfgs',
+    'MODELS', 'PUBLISHED_WEIGHTS', 'family_models', 'get_model_spec', 'pretrained_cfgs', 'published_tags',
 ]
 
 PAPER_ID = 'arXiv:2111.05684'
@@ -139,6 +141,17 @@ def _build_models() -> dict[str, ModelSpec]:
 MODELS: dict[str, ModelSpec] = _build_models()
 
 
+#: Published weights by ``model.tag``: exactly the model cards in ``weights_cards/`` (see ``_weights``).
+PUBLISHED_WEIGHTS: dict[str, WeightsCard] = read_weights_cards(
+    {f'{name}.{tag}': DATASETS[tag].num_classes for name, spec in MODELS.items() for tag in spec.family.datasets})
+
+
+def published_tags(name: Optional[str] = None) -> list[str]:
+    """The ``model.tag`` names that have published weights, of one model (a ``.tag`` suffix is ignored) or all."""
+    model = None if name is None else name.split('.', 1)[0]
+    return [tag for tag, card in PUBLISHED_WEIGHTS.items() if model is None or card.model == model]
+
+
 def get_model_spec(name: str) -> ModelSpec:
     """Look up a registered model by name (a ``.tag`` suffix is ignored).
 
@@ -159,7 +172,8 @@ def family_models(family: str) -> list[ModelSpec]:
 def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
     """Default cfgs of a model, one per dataset tag, in timm's ``generate_default_cfgs`` format.
 
-    No cfg points at weights: a tag carries an ``hf_hub_id`` only once its checkpoint is published.
+    A tag carries weights (``hf_hub_id``, its safetensors file and the data config they were evaluated with)
+    exactly when its model card is in ``weights_cards/`` (:data:`PUBLISHED_WEIGHTS`).
     """
     family = spec.family
     cfgs = {}
@@ -172,4 +186,7 @@ def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
             paper_ids=PAPER_ID, paper_name='Learning to ignore: rethinking attention in CNNs',
             license='apache-2.0', origin_url='https://github.com/firasl/inverse_attention',
         )
+        card = PUBLISHED_WEIGHTS.get(f'{spec.name}.{tag}')
+        if card is not None:
+            cfgs[f'{spec.name}.{tag}'].update(card.pretrained_cfg())
     return cfgs

@@ -1,0 +1,98 @@
+"""The weights cards are the registry of published weights: reading them, their errors, and the shipped folder."""
+import pathlib
+import time
+
+import pytest
+import timm
+
+from timm_ignore.models import zoo
+from timm_ignore.models._weights import read_front_matter, read_weights_cards
+
+from conftest import REPO_ROOT
+
+EXPECTED = {f'{name}.{tag}': zoo.DATASETS[tag].num_classes
+            for name, spec in zoo.MODELS.items() for tag in spec.family.datasets}
+
+
+def card_text(model: str = 'cifar_resnet50_se_ign3', tag: str = 'cifar100', num_classes: int = 100,
+              hf_hub_id: str = 'org/name') -> str:
+    return f"""---
+library_name: timm
+timm_ignore:
+  model: {model}
+  tag: {tag}
+  hf_hub_id: {hf_hub_id}
+  num_classes: {num_classes}
+  data_config: {{input_size: [3, 32, 32], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], crop_pct: 1.0}}
+---
+
+# {model}.{tag}
+"""
+
+
+def write_card(folder: pathlib.Path, name: str, text: str) -> pathlib.Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_card_gives_the_tag_its_weights_and_data_config(tmp_path):
+    write_card(tmp_path, 'cifar_resnet50_se_ign3.cifar100.md', card_text())
+    write_card(tmp_path, 'README.md', 'not a card')
+    cards = read_weights_cards(EXPECTED, tmp_path)
+    assert list(cards) == ['cifar_resnet50_se_ign3.cifar100']
+    cfg = cards['cifar_resnet50_se_ign3.cifar100'].pretrained_cfg()
+    assert cfg['hf_hub_id'] == 'org/name' and cfg['hf_hub_filename'] == 'model.safetensors'
+    assert cfg['input_size'] == (3, 32, 32) and cfg['std'] == (0.25, 0.25, 0.25) and cfg['num_classes'] == 100
+
+
+@pytest.mark.parametrize('name, text, problem', [
+    ('cifar_resnet50_se_ign3.cifar100.md', '# no front matter\n', 'must start with YAML front matter'),
+    ('cifar_resnet50_se_ign3.cifar100.md', '---\nlibrary_name: timm\n', 'not closed'),
+    ('cifar_resnet50_se_ign3.cifar100.md', '---\nlibrary_name: [timm\n---\n', 'invalid YAML'),
+    ('cifar_resnet50_se_ign3.cifar100.md', '---\nlibrary_name: timm\n---\n', 'no "timm_ignore" section'),
+    ('cifar_resnet50_se.cifar100.md', card_text(), 'must be named cifar_resnet50_se_ign3.cifar100.md'),
+    ('cifar_resnet50_se_ign3.in1k.md', card_text(tag='in1k'), 'not a pretrained tag'),
+    ('cifar_resnet50_se_ign3.cifar100.md', card_text(num_classes=10), 'has 100 classes, the card says 10'),
+    ('cifar_resnet50_se_ign3.cifar100.md', card_text(hf_hub_id='name'), 'hf_hub_id must be "ORG/NAME"'),
+])
+def test_malformed_card_is_named_with_its_problem(tmp_path, name, text, problem):
+    path = write_card(tmp_path, name, text)
+    with pytest.raises(ValueError, match=problem) as error:
+        read_weights_cards(EXPECTED, tmp_path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_cards_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / 'nowhere')):
+        read_weights_cards(EXPECTED, tmp_path / 'nowhere')
+
+
+def test_reading_a_card_for_every_tag_is_fast(tmp_path):
+    for name in EXPECTED:
+        model, tag = name.split('.')
+        write_card(tmp_path, f'{name}.md', card_text(model, tag, EXPECTED[name]) + 'body line\n' * 200)
+    start = time.perf_counter()
+    cards = read_weights_cards(EXPECTED, tmp_path)
+    assert list(cards) == sorted(EXPECTED)
+    assert time.perf_counter() - start < 0.1  # the import-time budget of the whole package
+
+
+def test_shipped_cards_folder_is_the_registry():
+    """The package reads the top-level weights_cards/ (through its link) and every card there is valid."""
+    assert (REPO_ROOT / 'timm_ignore' / 'weights_cards').resolve() == (REPO_ROOT / 'weights_cards').resolve()
+    cards = read_weights_cards(EXPECTED, REPO_ROOT / 'weights_cards')
+    assert cards.keys() == zoo.PUBLISHED_WEIGHTS.keys()
+    for name in EXPECTED:
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert (cfg.hf_hub_id is not None) == (name in cards), name
+        if name in cards:
+            assert cfg.hf_hub_id == cards[name].hf_hub_id
+            assert read_front_matter(cards[name].path)['library_name'] == 'timm'
+
+
+def test_pretrained_without_weights_names_the_tags_that_have_some():
+    with pytest.raises(RuntimeError, match=r'cifar_resnet50_se\.cifar10 has no pretrained weights') as error:
+        timm.create_model('cifar_resnet50_se.cifar10', pretrained=True, depth=8)
+    published = zoo.published_tags()
+    assert ', '.join(published) in str(error.value) if published else 'no timm-ignore weights' in str(error.value)

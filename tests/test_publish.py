@@ -1,0 +1,169 @@
+"""``timm-ignore publish``: a training run becomes a Hub model folder whose card reports measured metrics."""
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import timm
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from safetensors.torch import load_file
+
+from timm_ignore.cli import main
+from timm_ignore.hub import push
+from timm_ignore.hub.publish import publish_folder
+
+from _weights_fixtures import MODEL, TAG, trained_model, write_run, write_split
+from conftest import REPO_ROOT
+
+PAPER_TABLES = REPO_ROOT.parent / 'shared' / 'reference' / 'paper_tables.csv'
+
+
+@pytest.fixture(scope='module')
+def published(shared_data, tmp_path_factory):
+    """A run of the tiny model, its evaluation split and the folder ``publish`` made of it."""
+    root = tmp_path_factory.mktemp('publish')
+    images = write_split(shared_data, root / 'data')
+    model = trained_model()
+    run = write_run(root / 'run', model, MODEL, ema=True)
+    out = main(['publish', str(run), '--out', str(root / 'out'), '--data', str(root / 'data'), '--repo-id',
+                'org/name', '--paper-tables', str(PAPER_TABLES)])
+    assert out == 0
+    return dict(root=root, run=run, folder=root / 'out', model=model, images=images)
+
+
+def reference_metrics(model: torch.nn.Module, images: np.ndarray, shared_data: pathlib.Path) -> tuple[float, float]:
+    """Top-1 error and loss computed directly from the arrays, without timm's data pipeline."""
+    with np.load(shared_data / 'cifar10' / 'test_partial.npz') as z:
+        labels = torch.from_numpy(z['labels'][:len(images)].astype(np.int64))
+    mean, std = torch.tensor((0.4914, 0.4822, 0.4465)), torch.tensor((0.2470, 0.2435, 0.2616))
+    x = (torch.from_numpy(images).float() / 255 - mean) / std
+    with torch.no_grad():
+        logits = model.eval()(x.permute(0, 3, 1, 2))
+    top1_err = 100 * (logits.argmax(1) != labels).float().mean().item()
+    return top1_err, torch.nn.functional.cross_entropy(logits, labels).item()
+
+
+def test_folder_holds_safetensors_config_card_and_args(published):
+    folder = published['folder']
+    assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'args.yaml', 'config.json', 'model.safetensors']
+    config = json.loads((folder / 'config.json').read_text())
+    assert config['architecture'] == MODEL and config['num_classes'] == 10
+    assert config['label_names'][:2] == ['airplane', 'automobile'] and config['model_args']['depth'] == 8
+    weights = load_file(folder / 'model.safetensors')
+    assert all(torch.equal(weights[k], v) for k, v in published['model'].state_dict().items())  # not the EMA
+    assert (folder / 'args.yaml').read_text() == (published['run'] / 'args.yaml').read_text()
+
+
+def test_card_reports_measured_metrics_next_to_the_paper(published, shared_data):
+    card = ModelCard.load(published['folder'] / 'README.md')
+    assert card.data.library_name == 'timm' and card.data.license == 'apache-2.0'
+    assert card.data.datasets == ['uoft-cs/cifar10'] and 'timm' in card.data.tags
+    _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
+    measured = {r.metric_type: r.metric_value for r in results}
+    top1_err, loss = reference_metrics(published['model'], published['images'], shared_data)
+    assert measured['top1_error'] == pytest.approx(top1_err, abs=1e-3)
+    assert measured['loss'] == pytest.approx(loss, rel=1e-4)
+    assert '7.28 ± 0.17 (Table 1)' in card.text  # the paper's CIFAR-10 SE-Ign3 top-1 error
+    assert card.data.timm_ignore['hf_hub_id'] == 'org/name' and card.data.timm_ignore['tag'] == TAG
+    assert 'seed `42`' in card.text and 'SHA-256' in card.text and '@inproceedings{laakom2021learning' in card.text
+
+
+def test_local_dir_loads_the_published_model(published):
+    x = torch.randn(2, 3, 32, 32)
+    loaded = timm.create_model(f'local-dir:{published["folder"]}', pretrained=True).eval()
+    assert torch.equal(loaded(x), published['model'].eval()(x))
+    assert loaded.pretrained_cfg['label_names'][-1] == 'truck'
+
+
+def test_ema_weights_are_published_when_asked(published, tmp_path):
+    publish_folder(published['run'], tmp_path / 'ema', data_root=published['root'] / 'data', repo_id='org/name',
+                   paper_tables=PAPER_TABLES, ema=True)
+    weights = load_file(tmp_path / 'ema' / 'model.safetensors')
+    assert torch.equal(weights['conv1.weight'], published['model'].conv1.weight + 1)
+
+
+def test_existing_folder_is_kept_unless_overwrite(published, capsys):
+    args = ['publish', str(published['run']), '--out', str(published['folder']), '--data',
+            str(published['root'] / 'data'), '--repo-id', 'org/name', '--paper-tables', str(PAPER_TABLES)]
+    before = (published['folder'] / 'model.safetensors').stat().st_mtime_ns
+    assert main(args) == 2
+    assert 'already exists' in capsys.readouterr().err
+    assert (published['folder'] / 'model.safetensors').stat().st_mtime_ns == before
+    assert main(args + ['--overwrite']) == 0
+    assert not list(published['folder'].parent.glob('.out.*'))  # no staging folder left behind
+
+
+def bad_run(root: pathlib.Path, kind: str) -> pathlib.Path:
+    if kind == 'another architecture':
+        return write_run(root / kind, timm.create_model('densenet', depth=7, num_classes=10), 'densenet')
+    if kind == 'unnamed architecture':
+        path = root / 'densenet.pth'
+        torch.save(timm.create_model('densenet', depth=7, num_classes=10).state_dict(), path)
+        return path
+    if kind == 'class count':
+        return write_run(root / kind, trained_model(num_classes=100), MODEL)
+    run = write_run(root / kind, trained_model(), MODEL)
+    checkpoint = run / 'model_best.pth.tar'
+    if kind == 'truncated':
+        checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    elif kind == 'corrupt':
+        checkpoint.write_bytes(b'\0' * 5000)
+    elif kind == 'missing':
+        checkpoint.unlink()
+    return run
+
+
+@pytest.mark.parametrize('kind, problem, file', [
+    ('another architecture', 'a checkpoint of densenet, not of cifar_resnet50_se_ign3', 'model_best.pth.tar'),
+    ('unnamed architecture', 'not weights of cifar_resnet50_se_ign3', 'densenet.pth'),
+    ('class count', 'fc.weight has 100 classes but the model has 10', 'model_best.pth.tar'),
+    ('truncated', 'truncated or corrupt', 'model_best.pth.tar'),
+    ('corrupt', 'truncated or corrupt', 'model_best.pth.tar'),
+    ('missing', 'missing; is .* the folder of a finished training run', 'model_best.pth.tar'),
+])
+def test_bad_checkpoint_is_named_with_its_problem(published, tmp_path, kind, problem, file):
+    source = bad_run(tmp_path, kind)
+    with pytest.raises((ValueError, FileNotFoundError), match=problem) as error:
+        publish_folder(source, tmp_path / 'out', data_root=published['root'] / 'data', repo_id='org/name',
+                       paper_tables=PAPER_TABLES, model_name=f'{MODEL}.{TAG}')
+    assert file in str(error.value)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_push_dry_run_lists_the_upload_without_network(published, capsys):
+    assert main(['publish', str(published['run']), '--out', str(published['root'] / 'dry'), '--data',
+                 str(published['root'] / 'data'), '--repo-id', 'org/name', '--paper-tables', str(PAPER_TABLES),
+                 '--push', '--dry-run']) == 0
+    out = capsys.readouterr().out
+    assert 'would upload to hf-hub:org/name@main' in out
+    assert all(f'  {name}\n' in out for name in ('README.md', 'args.yaml', 'config.json', 'model.safetensors'))
+
+
+def test_push_refuses_without_a_token(published, tmp_path, monkeypatch):
+    for name in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_OIDC_RESOURCE'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr('huggingface_hub.constants.HF_TOKEN_PATH', str(tmp_path / 'token'))
+    monkeypatch.setattr('huggingface_hub.constants.HF_STORED_TOKENS_PATH', str(tmp_path / 'stored_tokens'))
+    plan = push.plan_push(published['folder'], 'org/name')
+    with pytest.raises(PermissionError, match='No Hugging Face token'):
+        push.push_folder(plan)
+
+
+def test_push_plan_refuses_an_incomplete_folder(published, tmp_path):
+    shutil.copytree(published['folder'], tmp_path / 'partial')
+    (tmp_path / 'partial' / 'model.safetensors').unlink()
+    with pytest.raises(FileNotFoundError, match='lacks model.safetensors'):
+        push.plan_push(tmp_path / 'partial', 'org/name')
+
+
+def test_push_with_a_token_goes_to_huggingface_hub_and_never_shows_it(published, monkeypatch, capsys):
+    """Offline, huggingface_hub refuses the first request: the upload path is reached, the token stays hidden."""
+    monkeypatch.setenv('HF_TOKEN', 'hf_NotARealTokenForTests')
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_OFFLINE', True)
+    with pytest.raises(Exception) as error:
+        push.push_folder(push.plan_push(published['folder'], 'org/name'))
+    assert 'offline' in str(error.value).lower()
+    assert 'hf_NotARealTokenForTests' not in str(error.value) + str(capsys.readouterr())

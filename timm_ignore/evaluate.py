@@ -1,0 +1,136 @@
+"""Evaluate a classifier on one split of an ImageFolder tree (``<root>/<split>/<class>/<image>``) with timm's data.
+
+The CIFAR trees of ``timm-ignore prepare-cifar`` and any ImageFolder tree work; the preprocessing is the model's data
+config (``timm.data.resolve_data_config``), as timm's ``validate.py`` does (that script is not in timm's wheel).
+"""
+import hashlib
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from timm.data import create_dataset, create_loader, resolve_data_config
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ['EvalResult', 'evaluate', 'find_split', 'hardware_description', 'split_checksum']
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Measured metrics of one evaluation (errors in %, mean cross-entropy loss) and what they were measured on."""
+    top1_err: float
+    top5_err: float
+    loss: float
+    num_images: int
+    split_dir: str
+    split_sha256: str
+    class_names: tuple[str, ...]
+    data_config: dict[str, Any]
+    hardware: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_split(root: Union[str, Path], split: str) -> Path:
+    """Return ``root/split``, a folder of class folders.
+
+    Raises:
+        FileNotFoundError: ``root`` or its ``split`` folder does not exist (the error lists the folders there).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f'{root}: evaluation data folder not found.')
+    split_dir = root / split
+    if not split_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        listing = ', '.join(found) or 'none'
+        raise FileNotFoundError(f'{split_dir}: no {split!r} split in {root} (its folders: {listing}).')
+    return split_dir
+
+
+def split_checksum(split_dir: Union[str, Path]) -> str:
+    """SHA-256 over the relative path and content of every file of a split, in sorted path order."""
+    split_dir = Path(split_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in split_dir.rglob('*') if p.is_file()):
+        digest.update(path.relative_to(split_dir).as_posix().encode() + b'\0')
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def hardware_description(device: Union[str, torch.device]) -> str:
+    """One line naming the accelerator (or CPU), the platform and the torch version."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f'CPU ({platform.processor() or platform.machine()})'
+    return f'{name}, {platform.system()} {platform.release()}, torch {torch.__version__}'
+
+
+def _check_classes(model: nn.Module, split_dir: Path, class_names: list[str]) -> None:
+    if len(class_names) != model.num_classes:
+        raise ValueError(
+            f'{split_dir}: {len(class_names)} class folders but the model has {model.num_classes} classes.')
+    label_names = (getattr(model, 'pretrained_cfg', None) or {}).get('label_names')
+    if label_names and list(label_names) != class_names:
+        raise ValueError(
+            f'{split_dir}: its class folders are not the label names of the model in order '
+            f'(first folders {class_names[:3]}, first labels {list(label_names)[:3]}).')
+
+
+@torch.no_grad()
+def evaluate(
+        model: nn.Module,
+        split_dir: Union[str, Path],
+        batch_size: int = 128,
+        workers: int = 0,
+        device: Union[str, torch.device] = 'cpu',
+        data_config: Optional[dict[str, Any]] = None,
+) -> EvalResult:
+    """Top-1/top-5 error and mean loss of ``model`` on every image of a split folder.
+
+    Args:
+        model: Classifier; its ``pretrained_cfg`` gives the preprocessing unless ``data_config`` is given.
+        split_dir: Folder of class folders; classes are indexed in timm's (natural) sort order of the folder names.
+        batch_size: Evaluation batch size.
+        workers: Data loader worker processes.
+        device: Device to evaluate on.
+        data_config: Overrides of the resolved data config (``input_size``, ``mean``, ``std``, ``crop_pct``...).
+
+    Raises:
+        ValueError: The split has another number of classes than the model, or other label names, or no images.
+    """
+    split_dir = Path(split_dir)
+    start = time.perf_counter()
+    dataset = create_dataset('', root=str(split_dir))
+    class_names = list(dataset.reader.class_to_idx)
+    if not len(dataset):
+        raise ValueError(f'{split_dir}: no images found.')
+    _check_classes(model, split_dir, class_names)
+    config = resolve_data_config(args=data_config or {}, model=model)
+    loader = create_loader(
+        dataset, input_size=config['input_size'], batch_size=batch_size, is_training=False, use_prefetcher=False,
+        interpolation=config['interpolation'], mean=config['mean'], std=config['std'], crop_pct=config['crop_pct'],
+        crop_mode=config.get('crop_mode'), num_workers=workers, device=torch.device(device))
+    model = model.to(device).eval()
+    loss_sum, top1, top5, count = 0., 0, 0, 0
+    k = min(5, model.num_classes)
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        logits = model(images).float()
+        loss_sum += F.cross_entropy(logits, targets, reduction='sum').item()
+        hits = logits.topk(k, dim=1).indices.eq(targets[:, None])
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        count += targets.numel()
+    return EvalResult(
+        top1_err=100. * (1 - top1 / count), top5_err=100. * (1 - top5 / count), loss=loss_sum / count,
+        num_images=count, split_dir=str(split_dir), split_sha256=split_checksum(split_dir),
+        class_names=tuple(class_names), data_config={k: v for k, v in config.items()},
+        hardware=hardware_description(device), seconds=time.perf_counter() - start)

@@ -1,0 +1,134 @@
+"""The registry of published weights: one model card per checkpoint in ``weights_cards/``.
+
+A card is a Markdown file named ``{model}.{tag}.md`` (the README of the checkpoint's Hub repository). Its YAML front
+matter is the Hub metadata plus a ``timm_ignore`` section that says where the weights live::
+
+    timm_ignore:
+      model: cifar_resnet50_se_ign3
+      tag: cifar100
+      hf_hub_id: ORG/NAME
+      num_classes: 100
+      data_config: {input_size: [3, 32, 32], mean: [...], std: [...], crop_pct: 1.0, interpolation: bilinear}
+
+Only the front matter is parsed (with libyaml when present), so reading the cards at import stays cheap. The folder
+is ``timm_ignore/weights_cards`` (in a source checkout a link to the top-level ``weights_cards/``), or the folder named
+by the ``TIMM_IGNORE_WEIGHTS_CARDS`` environment variable, read once when the package is imported.
+"""
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+__all__ = ['CARDS_DIR_ENV', 'WeightsCard', 'default_cards_dir', 'read_front_matter', 'read_weights_cards']
+
+#: Environment variable naming another cards folder (tests, private zoos).
+CARDS_DIR_ENV = 'TIMM_IGNORE_WEIGHTS_CARDS'
+#: Files in the cards folder that are not cards.
+NOT_CARDS = ('README.md',)
+#: The only weights file a published checkpoint has.
+SAFETENSORS_FILE = 'model.safetensors'
+_DATA_CONFIG_KEYS = ('input_size', 'mean', 'std', 'crop_pct', 'interpolation')
+_Loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """Where the published weights of one ``model.tag`` live, as read from its card."""
+    model: str
+    tag: str
+    hf_hub_id: str
+    num_classes: int
+    path: Path
+    data_config: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f'{self.model}.{self.tag}'
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The weight fields of the tag's timm cfg: the Hub repository, its safetensors file and the data config."""
+        cfg = dict(hf_hub_id=self.hf_hub_id, hf_hub_filename=SAFETENSORS_FILE, num_classes=self.num_classes)
+        for key, value in self.data_config.items():
+            cfg[key] = tuple(value) if isinstance(value, list) else value
+        return cfg
+
+
+def default_cards_dir() -> Path:
+    """The cards folder: ``$TIMM_IGNORE_WEIGHTS_CARDS`` if set, else the one shipped in the package."""
+    override = os.environ.get(CARDS_DIR_ENV)
+    return Path(override) if override else Path(__file__).resolve().parents[1] / 'weights_cards'
+
+
+def read_front_matter(path: Path) -> dict[str, Any]:
+    """Parse the YAML front matter (between the first two ``---`` lines) of a Markdown file.
+
+    Raises:
+        ValueError: No front matter, an unclosed one, invalid YAML, or YAML that is not a mapping.
+    """
+    lines = path.read_text(encoding='utf-8').splitlines()
+    if not lines or lines[0].rstrip() != '---':
+        raise ValueError(f'{path}: a model card must start with YAML front matter opened by a "---" line.')
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.rstrip() == '---'), None)
+    if end is None:
+        raise ValueError(f'{path}: the YAML front matter is not closed by a "---" line.')
+    try:
+        meta = yaml.load('\n'.join(lines[1:end]), Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ValueError(f'{path}: invalid YAML front matter: {e}') from e
+    if not isinstance(meta, dict):
+        raise ValueError(f'{path}: the YAML front matter is not a mapping.')
+    return meta
+
+
+def _parse_card(path: Path, expected_classes: Mapping[str, int]) -> WeightsCard:
+    section = read_front_matter(path).get('timm_ignore')
+    if not isinstance(section, dict):
+        raise ValueError(f'{path}: the front matter has no "timm_ignore" section naming the weights.')
+    missing = [k for k in ('model', 'tag', 'hf_hub_id', 'num_classes') if k not in section]
+    if missing:
+        raise ValueError(f'{path}: the "timm_ignore" section lacks {", ".join(missing)}.')
+    data_config = section.get('data_config') or {}
+    unknown = sorted(set(data_config) - set(_DATA_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f'{path}: unknown data_config keys {unknown}; allowed: {", ".join(_DATA_CONFIG_KEYS)}.')
+    card = WeightsCard(
+        model=str(section['model']), tag=str(section['tag']), hf_hub_id=str(section['hf_hub_id']),
+        num_classes=int(section['num_classes']), path=path, data_config=dict(data_config))
+    if path.name != f'{card.name}.md':
+        raise ValueError(f'{path}: the card of {card.name} must be named {card.name}.md.')
+    if card.name not in expected_classes:
+        raise ValueError(f'{path}: {card.name} is not a pretrained tag of a registered model.')
+    if card.num_classes != expected_classes[card.name]:
+        raise ValueError(
+            f'{path}: {card.name} has {expected_classes[card.name]} classes, the card says {card.num_classes}.')
+    if card.hf_hub_id.count('/') != 1:
+        raise ValueError(f'{path}: hf_hub_id must be "ORG/NAME", got {card.hf_hub_id!r}.')
+    return card
+
+
+def read_weights_cards(
+        expected_classes: Mapping[str, int],
+        directory: Optional[Path] = None,
+) -> dict[str, WeightsCard]:
+    """Read every card of a cards folder.
+
+    Args:
+        expected_classes: Class count of every pretrained tag (``model.tag``) a card may describe.
+        directory: Cards folder; defaults to :func:`default_cards_dir`.
+
+    Returns:
+        The cards by ``model.tag``, in file name order.
+
+    Raises:
+        FileNotFoundError: The folder does not exist.
+        ValueError: A malformed card, a card for an unknown tag or with another class count (naming the file).
+    """
+    directory = default_cards_dir() if directory is None else Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f'Weights cards folder not found: {directory} (set {CARDS_DIR_ENV} or reinstall).')
+    paths = sorted(p for p in directory.glob('*.md') if p.name not in NOT_CARDS)
+    cards = (_parse_card(p, expected_classes) for p in paths)
+    return {card.name: card for card in cards}
