@@ -79,3 +79,10 @@ def load_partial(shared_data: pathlib.Path, dataset: str, split: str) -> dict[st
     """All arrays of one partial npz file."""
     with np.load(shared_data / dataset / f'{split}_partial.npz') as z:
         return {k: z[k] for k in z.files}
+
+
+def make_cifar10_tree(shared_data: pathlib.Path, out_dir: pathlib.Path, per_batch: int) -> pathlib.Path:
+    """A prepared ImageFolder tree (train/validation/test) of real CIFAR-10 images, ``per_batch`` per official file."""
+    from timm_ignore.data.cifar import prepare_cifar
+    archive, checksums = make_cifar10_archive(shared_data, out_dir, per_batch)
+    return prepare_cifar(archive, out_dir / 'cifar10', num_val=per_batch, checksums=checksums, progress=lambda _: None)
