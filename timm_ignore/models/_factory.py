@@ -82,10 +82,13 @@ def register_family(module: str, family: str, create: Callable[..., nn.Module]) 
     specs = family_models(family)
     cfgs = {}
     for spec in specs:
-        # '*' keeps the family's first tag the default, also when only another tag has published weights
-        default = f'{spec.name}.{spec.family.datasets[0]}'
-        cfgs.update({f'{k}*' if k == default else k: v for k, v in pretrained_cfgs(spec).items()})
+        cfgs.update(pretrained_cfgs(spec))
     mod.default_cfgs = generate_default_cfgs(cfgs)
+    for spec in specs:
+        # timm makes a tag with weights the default; keep the family's first one, so num_classes never follows the cards
+        tags = mod.default_cfgs[spec.name].tags
+        tags.remove(spec.family.datasets[0])
+        tags.appendleft(spec.family.datasets[0])
     for spec in specs:
         fn = _entrypoint(spec, module, create)
         setattr(mod, spec.name, fn)

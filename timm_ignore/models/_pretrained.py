@@ -47,9 +47,9 @@ def _filter(state_dict: dict[str, torch.Tensor], model: nn.Module, location: str
     cfg = model.pretrained_cfg
     first_conv = cfg.get('first_conv') or ()
     first_conv = (first_conv,) if isinstance(first_conv, str) else tuple(first_conv)
-    claimed = cfg.get('num_classes')
+    claimed = cfg.get('num_classes') if (cfg.get('num_classes') or 0) > 0 else None  # train.py's -1: adapt the head
     check_state_dict(
-        state_dict, model, location, new_head=model.num_classes != claimed, claimed_classes=claimed,
+        state_dict, model, location, new_head=claimed is None or model.num_classes != claimed, claimed_classes=claimed,
         unchecked_shapes=[f'{name}.weight' for name in first_conv])
     return state_dict
 
