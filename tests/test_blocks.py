@@ -180,3 +180,80 @@ def test_mmtm_vectors_and_bad_ratio():
     assert a.shape == (3, 8) and b.shape == (3, 4)
     with pytest.raises(ValueError, match='ratio'):
         IgnoreMmtm(8, 4, ratio=0)
+
+
+def _grads(block, x, grad_out):
+    x = x.detach().requires_grad_()
+    out = block(x)
+    grads = torch.autograd.grad(out, [x, *block.parameters()], grad_out)
+    return out, grads
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('variant,alpha', [('explicit', None), ('ign1', 0.5), ('ign2', None), ('ign3', None)])
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_fused_backward_matches_plain_autograd(cls, variant, alpha, memory_format):
+    torch.manual_seed(0)
+    block = cls(32, variant=variant, alpha=alpha)
+    _randomise(block)
+    x = torch.randn(4, 32, 10, 12).to(memory_format=memory_format)
+    grad_out = torch.randn_like(x)
+    out, grads = _grads(block, x, grad_out)
+    block.fused_backward = False
+    expected, expected_grads = _grads(block, x, grad_out)
+    torch.testing.assert_close(out, expected)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_fused_backward_under_bfloat16_autocast(cls):
+    torch.manual_seed(0)
+    block = cls(32, variant='ign2')
+    _randomise(block)
+    x = torch.randn(2, 32, 8, 8).bfloat16()
+    grad_out = torch.randn_like(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, grads = _grads(block, x, grad_out)
+        block.fused_backward = False
+        expected, expected_grads = _grads(block, x, grad_out)
+    assert out.dtype == expected.dtype
+    torch.testing.assert_close(out, expected)
+    (gx, *gp), (ex, *ep) = grads, expected_grads
+    assert gx.dtype == ex.dtype
+    # bfloat16 maxima tie often: autograd splits a tied maximum's gradient, the fused path gives it to one element
+    close = torch.isclose(gx.float(), ex.float(), rtol=0.05, atol=0.05)
+    assert close.float().mean() > 0.995
+    torch.testing.assert_close(gx.float().sum((2, 3)), ex.float().sum((2, 3)), rtol=0.05, atol=0.1)
+    for g, e in zip(gp, ep):
+        torch.testing.assert_close(g, e, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_fused_backward_with_frozen_parameters(cls):
+    block = cls(16)
+    block.fc1.requires_grad_(False)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    block(x).sum().backward()
+    assert block.fc1.weight.grad is None and block.fc2.weight.grad is not None and x.grad is not None
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_double_backward_needs_plain_path(cls):
+    block = cls(16).double()
+    x = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+    block.fused_backward = False
+    assert torch.autograd.gradcheck(block, (x,)) and torch.autograd.gradgradcheck(block, (x,))
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_inference_path_matches_training_path(cls):
+    block = cls(16, variant='ign1', alpha=0.8)
+    _randomise(block)
+    x = torch.randn(2, 16, 7, 7)
+    with torch.no_grad():
+        expected = block(x)
+    torch.testing.assert_close(block(x.requires_grad_()), expected)

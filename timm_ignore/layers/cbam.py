@@ -1,15 +1,19 @@
 """CBAM with the ignore flip on both of its gates, as in the paper (Eq. 7) and the authors' code."""
-from typing import Optional
+from typing import Any, Optional
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from .fused_backward import AutocastState, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import reduced_channels
 
 __all__ = ['IgnoreCbam']
 
 
+@register_notrace_module  # FX traces it as a leaf: its training path is an autograd.Function
 class IgnoreCbam(nn.Module):
     """Convolutional Block Attention Module with the flip ``T`` on its channel and spatial gates.
 
@@ -20,6 +24,9 @@ class IgnoreCbam(nn.Module):
     Differs from timm's ``CbamModule`` where the paper does: the MLP has biases, reduction is 8, the spatial
     convolution has no BatchNorm and is He-normal initialised, and both gates use the flip. The first positional
     argument is ``channels`` so the class plugs into timm's ``attn_layer`` hooks.
+
+    Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`); set
+    ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
 
     Args:
         channels: Channels of the attended feature map.
@@ -56,6 +63,7 @@ class IgnoreCbam(nn.Module):
         self.act = act_layer(inplace=True)
         self.fc2 = nn.Linear(hidden, channels, **dd)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False, **dd)
+        self.fused_backward = True
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -69,16 +77,79 @@ class IgnoreCbam(nn.Module):
             nn.init.zeros_(fc.bias)
         nn.init.kaiming_normal_(self.conv.weight, mode='fan_in', nonlinearity='relu')
 
-    def channel_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Channel-gate logits ``mlp(avg) + mlp(max)``, shape ``(N, C)``."""
-        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], 0)
-        z = self.fc2(self.act(self.fc1(pooled)))
-        return z[:x.shape[0]] + z[x.shape[0]:]
+    def channel_mask(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
+        """Channel mask ``T(mlp(avg) + mlp(max))`` from the spatially pooled ``(N, C)`` vectors."""
+        z = self.fc2(self.act(self.fc1(torch.cat([avg, max], 0))))
+        return self.gate(z[:avg.shape[0]] + z[avg.shape[0]:])
 
-    def spatial_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Spatial-gate logits from channel mean and max, shape ``(N, 1, H, W)``."""
-        return self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))
+    def spatial_mask(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
+        """Spatial mask ``T(conv([avg, max]))`` from the channel-pooled ``(N, 1, H, W)`` maps."""
+        return self.gate(self.conv(torch.cat([avg, max], 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.gate(self.channel_logits(x))[:, :, None, None]
-        return x * self.gate(self.spatial_logits(x))
+        if not torch.jit.is_scripting() and use_fused_backward(self.fused_backward):
+            return self._forward_fused(x)
+        x = x * self.channel_mask(x.mean((2, 3)), x.amax((2, 3)))[:, :, None, None]
+        return x * self.spatial_mask(x.mean(1, keepdim=True), x.amax(1, keepdim=True))
+
+    @torch.jit.unused
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        return _CbamFunction.apply(x, self, *self.parameters())
+
+
+class _CbamFunction(torch.autograd.Function):
+    """CBAM whose backward makes six passes over the map and builds no full-size mask.
+
+    The maxima are taken with their indices, so their gradients are scattered into the fused ``addcmul`` results
+    rather than spread by full-size equality masks; channel-mask gradients are batched dot products.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, block: IgnoreCbam, *params: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        channel_avg = x.mean((2, 3))
+        channel_max, channel_argmax = x.reshape(n, c, h * w).max(2)
+        x1 = x * block.channel_mask(channel_avg, channel_max)[:, :, None, None]
+        spatial_avg = x1.mean(1, keepdim=True)
+        spatial_max, spatial_argmax = x1.max(1, keepdim=True)
+        y = x1 * block.spatial_mask(spatial_avg, spatial_max)
+        ctx.block, ctx.autocast = block, AutocastState(x.device.type)
+        ctx.save_for_backward(
+            x, x1, channel_avg, channel_max, channel_argmax, spatial_avg, spatial_max, spatial_argmax, *params)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+        x, x1, channel_avg, channel_max, channel_argmax, spatial_avg, spatial_max, spatial_argmax, *params = (
+            ctx.saved_tensors)
+        n, c, h, w = x.shape
+        stats = [s.detach().requires_grad_() for s in (channel_avg, channel_max, spatial_avg, spatial_max)]
+        with torch.enable_grad(), ctx.autocast():
+            channel_mask = ctx.block.channel_mask(stats[0], stats[1])
+            spatial_mask = ctx.block.spatial_mask(stats[2], stats[3])
+
+        # spatial gate: y = x1 * spatial_mask
+        grad_spatial_mask = (grad_y * x1).sum(1, keepdim=True).to(spatial_mask.dtype)
+        (grad_s_avg, grad_s_max), grad_spatial_params = small_graph_grads(
+            spatial_mask, grad_spatial_mask, stats[2:], params)
+        dtype = grad_y.dtype
+        grad_x1 = torch.addcmul((grad_s_avg / c).to(dtype), grad_y, spatial_mask.detach().to(dtype))
+        grad_x1.scatter_add_(1, spatial_argmax, grad_s_max.to(dtype))
+
+        # channel gate: x1 = x * channel_mask
+        grad_channel_mask = torch.einsum('nchw,nchw->nc', grad_x1, x).to(channel_mask.dtype)
+        (grad_c_avg, grad_c_max), grad_channel_params = small_graph_grads(
+            channel_mask, grad_channel_mask, stats[:2], params)
+        grad_from_avg = (grad_c_avg / (h * w)).to(dtype)[:, :, None, None]
+        grad_x = torch.addcmul(grad_from_avg, grad_x1, channel_mask.detach().to(dtype)[:, :, None, None], out=grad_x1)
+        grad_x.view(n, c, h * w).scatter_add_(2, channel_argmax[:, :, None], grad_c_max.to(dtype)[:, :, None])
+
+        grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
+        return grad_x, None, *grad_params
+
+
+def _add_optional(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    if a is None:
+        return b
+    return a if b is None else a + b

@@ -1,15 +1,19 @@
 """Squeeze-and-Excitation with the ignore flip, as in the paper (Eq. 6) and the authors' code."""
-from typing import Optional
+from typing import Any, Optional
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from .fused_backward import AutocastState, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import reduced_channels
 
 __all__ = ['IgnoreSqueezeExcite']
 
 
+@register_notrace_module  # FX traces it as a leaf: its training path is an autograd.Function
 class IgnoreSqueezeExcite(nn.Module):
     """SE block whose mask is ``T(fc2(relu(fc1(mean_hw(x)))))`` for the flip ``T`` chosen by ``variant``.
 
@@ -17,6 +21,9 @@ class IgnoreSqueezeExcite(nn.Module):
     fully connected layers initialised ``normal(0, 0.01)`` with zero bias (the authors' initialisation), and the
     flip applied to the logits. The first positional argument is ``channels`` so the class plugs into timm's
     ``attn_layer`` hooks, e.g. ``functools.partial(IgnoreSqueezeExcite, variant='ign3')``.
+
+    Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`); set
+    ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
 
     Args:
         channels: Channels of the attended feature map.
@@ -48,6 +55,7 @@ class IgnoreSqueezeExcite(nn.Module):
         self.fc1 = nn.Linear(channels, hidden, **dd)
         self.act = act_layer(inplace=True)
         self.fc2 = nn.Linear(hidden, channels, **dd)
+        self.fused_backward = True
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -56,6 +64,44 @@ class IgnoreSqueezeExcite(nn.Module):
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)
 
+    def excite(self, squeezed: torch.Tensor) -> torch.Tensor:
+        """The channel mask from the squeezed ``(N, C)`` vector."""
+        return self.gate(self.fc2(self.act(self.fc1(squeezed))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.fc2(self.act(self.fc1(x.mean((2, 3)))))
-        return x * self.gate(z)[:, :, None, None]
+        if not torch.jit.is_scripting() and use_fused_backward(self.fused_backward):
+            return self._forward_fused(x)
+        return x * self.excite(x.mean((2, 3)))[:, :, None, None]
+
+    @torch.jit.unused
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        return _SqueezeExciteFunction.apply(x, self, *self.parameters())
+
+
+class _SqueezeExciteFunction(torch.autograd.Function):
+    """``x * excite(mean_hw(x))`` whose backward makes two passes over the map.
+
+    ``grad_x = grad_y * mask + grad_squeezed / HW`` in one ``addcmul``, and ``grad_mask = sum_hw(grad_y * x)`` as a
+    batched dot product without a full-size temporary.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, block: IgnoreSqueezeExcite, *params: torch.Tensor) -> torch.Tensor:
+        squeezed = x.mean((2, 3))
+        mask = block.excite(squeezed)
+        ctx.block, ctx.autocast = block, AutocastState(x.device.type)
+        ctx.save_for_backward(x, squeezed, *params)
+        return x * mask[:, :, None, None]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+        x, squeezed, *params = ctx.saved_tensors
+        with torch.enable_grad(), ctx.autocast():
+            squeezed = squeezed.detach().requires_grad_()
+            mask = ctx.block.excite(squeezed)
+        grad_mask = torch.einsum('nchw,nchw->nc', grad_y, x)
+        (grad_squeezed,), grad_params = small_graph_grads(mask, grad_mask.to(mask.dtype), [squeezed], params)
+        grad_from_squeeze = (grad_squeezed / (x.shape[2] * x.shape[3])).to(grad_y.dtype)[:, :, None, None]
+        grad_x = torch.addcmul(grad_from_squeeze, grad_y, mask.detach().to(grad_y.dtype)[:, :, None, None])
+        return grad_x, None, *grad_params

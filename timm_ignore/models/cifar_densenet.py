@@ -130,6 +130,7 @@ class CifarDenseNet(nn.Module):
             raise ValueError(f'CIFAR DenseNet depth must be 3n + 4 with n >= 1 (7, 10, ..., 40, ...), got {depth}.')
         num_layers = (depth - 4) // 3
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 

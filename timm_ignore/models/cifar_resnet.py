@@ -63,6 +63,7 @@ class CifarResNet(nn.Module):
         blocks_per_stage = (depth - 2) // 6
         act_layer = get_act_layer(act_layer)
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 

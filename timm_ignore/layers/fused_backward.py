@@ -1,0 +1,61 @@
+"""Shared machinery of the attention blocks' hand-written backward passes.
+
+Training time of SE and CBAM on CPU is dominated by memory traffic over the attended feature map, not by their tiny
+MLPs and convolutions. Autograd's generic backward of ``x * mask(pool(x))`` materialises a full-size product for
+every reduction, a full-size mean gradient, a full-size mask for every max, and then adds the partial gradients of
+``x`` together in further passes. The blocks' ``torch.autograd.Function`` s instead compute the gradient of ``x`` in a
+single fused pass and reduce without temporaries; only the small part of each block (pooled statistics -> mask) goes
+through autograd, recomputed in backward from the saved statistics.
+
+The fused path runs in eager mode when gradients are enabled. TorchScript, ``torch.compile`` / ``torch.export``
+(whose compilers fuse the straightforward formulation themselves) and inference use the straightforward forward;
+both give the same outputs and gradients (tested), except that a tie between maxima sends CBAM's gradient to one of
+the tied elements rather than splitting it. The fused backward is once-differentiable; set the block's
+``fused_backward`` attribute to False for double backward.
+"""
+from contextlib import AbstractContextManager
+from typing import Sequence
+
+import torch
+
+__all__ = ['AutocastState', 'use_fused_backward', 'small_graph_grads']
+
+
+def use_fused_backward(enabled: bool) -> bool:
+    """Whether a block should take its fused-backward path now (eager, gradients on, not being compiled)."""
+    return enabled and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+class AutocastState:
+    """The autocast state at forward time, re-entered in backward so the recomputed small graph matches it."""
+
+    def __init__(self, device_type: str) -> None:
+        self.device_type = device_type
+        self.enabled = torch.is_autocast_enabled(device_type)
+        self.dtype = torch.get_autocast_dtype(device_type)
+
+    def __call__(self) -> AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+def small_graph_grads(
+        output: torch.Tensor,
+        grad_output: torch.Tensor,
+        inputs: Sequence[torch.Tensor],
+        params: Sequence[torch.Tensor],
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """Backpropagate through a recomputed small graph.
+
+    Args:
+        output: The recomputed mask.
+        grad_output: Gradient of the loss with respect to the mask.
+        inputs: Leaf tensors (detached statistics) the mask was recomputed from; all get a gradient.
+        params: Block parameters; frozen ones and those the mask does not depend on get None.
+
+    Returns:
+        Gradients of ``inputs`` and of ``params``.
+    """
+    trainable = [p for p in params if p.requires_grad]
+    grads = torch.autograd.grad(output, [*inputs, *trainable], grad_output, allow_unused=True)
+    input_grads, trainable_grads = list(grads[:len(inputs)]), iter(grads[len(inputs):])
+    return input_grads, [next(trainable_grads) if p.requires_grad else None for p in params]
