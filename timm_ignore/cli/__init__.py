@@ -11,6 +11,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'models': ('timm_ignore.cli.models', 'list the registered models (the zoo table)'),
     'prepare-cifar': ('timm_ignore.cli.prepare_cifar', "CIFAR archive -> ImageFolder tree with the paper's split"),
     'train': ('timm_ignore.cli.train', "train a recipe YAML on this machine with timm's library"),
+    'compare': ('timm_ignore.cli.compare', 'train models side by side over seeds: results table and loss plot'),
+    'plot-loss': ('timm_ignore.cli.plot_loss', "plot validation loss per epoch from summary.csv files (Figure 1)"),
     'publish': ('timm_ignore.cli.publish', 'training run -> Hub model folder (safetensors, config, card)'),
     'validate': ('timm_ignore.cli.validate', 'evaluate a checkpoint or pretrained model on an ImageFolder split'),
 }

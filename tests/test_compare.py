@@ -1,0 +1,101 @@
+"""The side-by-side comparison table, test-at-best-epoch evaluation, the Figure 1 plot and the demo dataset."""
+import csv
+import pathlib
+
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT
+from timm_ignore.cli import main
+from timm_ignore.data.demo import DEMO_CLASSES, make_demo_dataset
+from timm_ignore.figures.loss_curves import plot_loss_curves, read_curve
+from timm_ignore.train.compare import RunRecord, format_table, read_paper_table, summarize
+
+PAPER_TABLES = REPO_ROOT.parent / 'shared' / 'reference' / 'paper_tables.csv'
+
+
+def _record(model: str, seed: int, top1: float, top5: float) -> RunRecord:
+    return RunRecord(model, seed, pathlib.Path(f'runs/{model}-seed{seed}'), 3, top1, top5)
+
+
+def test_summary_is_mean_and_sample_std_with_paper_numbers():
+    if not PAPER_TABLES.is_file():
+        pytest.skip(f'{PAPER_TABLES} not found')
+    records = [_record('cifar_resnet50_se_ign3', 0, 30.0, 10.0), _record('cifar_resnet50_se_ign3', 1, 32.0, 11.0),
+               _record('cifar_resnet50', 0, 35.0, 12.0)]
+    rows = summarize(records, 'cifar100', read_paper_table(PAPER_TABLES))
+    ign3, plain = rows
+    assert (ign3.model, ign3.runs, ign3.top1_err, ign3.top5_err) == ('cifar_resnet50_se_ign3', 2, 31.0, 10.5)
+    assert ign3.top1_std == pytest.approx(2 ** 0.5)  # sample std of 30, 32
+    assert ign3.paper_top1 == 30.95  # spec section 7 headline
+    assert plain.top1_std is None and plain.paper_top1 == 34.06 and plain.paper_top1_std == 1.02
+    table = format_table(rows, 'title')
+    assert '| cifar_resnet50_se_ign3 | 2 | 31.00 ± 1.41 | 10.50 ± 0.71 | 30.95' in table
+    assert '| cifar_resnet50 | 1 | 35.00 | 12.00 | 34.06 ± 1.02 | 10.97 ± 0.54 |' in table
+
+
+def test_no_paper_number_for_unknown_rows():
+    rows = summarize([_record('not_a_zoo_model', 0, 5.0, 1.0)], 'cifar100', {('cifar100',): (1.0, None)})
+    assert rows[0].paper_top1 is None
+    assert '| not_a_zoo_model | 1 | 5.00 | 1.00 | — | — |' in format_table(rows, 't')
+
+
+def _write_summary(path: pathlib.Path, losses: list[float]) -> pathlib.Path:
+    path.mkdir(parents=True)
+    with open(path / 'summary.csv', 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['epoch', 'train_loss', 'eval_loss', 'eval_top1', 'eval_top5', 'lr'])
+        writer.writerows([i, 2.0, loss, 50.0, 90.0, 0.1] for i, loss in enumerate(losses))
+    return path
+
+
+def test_loss_plot_reads_summaries_and_writes_png(tmp_path):
+    a = _write_summary(tmp_path / 'a', [2.0, 1.5, 1.2])
+    b = _write_summary(tmp_path / 'b', [2.1, 1.4, 1.0])
+    assert read_curve(a) == ([0, 1, 2], [2.0, 1.5, 1.2])
+    assert read_curve(b / 'summary.csv', 'eval_top1') == ([0, 1, 2], [50.0, 50.0, 50.0])
+    png = plot_loss_curves({'SE': [a, b], 'plain': [a]}, tmp_path / 'fig' / 'loss.png')
+    with Image.open(png) as image:
+        assert image.format == 'PNG' and image.size[0] > 300
+    with pytest.raises(ValueError, match="no 'val_loss' column; its columns: epoch, train_loss, eval_loss"):
+        read_curve(a, 'val_loss')
+
+
+def test_plot_loss_cli(tmp_path, capsys):
+    a = _write_summary(tmp_path / 'a', [2.0, 1.5])
+    assert main(['plot-loss', f'SE={a}', str(a / 'summary.csv'), '-o', str(tmp_path / 'f.png')]) == 0
+    assert (tmp_path / 'f.png').is_file()
+    assert main(['plot-loss', str(a), '--metric', 'nope', '-o', str(tmp_path / 'g.png')]) == 2
+    assert "no 'nope' column" in capsys.readouterr().err
+
+
+def test_demo_dataset_is_deterministic_and_refuses_foreign_folder(tmp_path):
+    first = make_demo_dataset(tmp_path / 'a', per_class=(3, 2, 1))
+    second = make_demo_dataset(tmp_path / 'b', per_class=(3, 2, 1))
+    files = sorted(p.relative_to(first) for p in first.rglob('*.png'))
+    assert len(files) == len(DEMO_CLASSES) * 6
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    assert make_demo_dataset(first, per_class=(3, 2, 1)) == first  # reused as is
+    with pytest.raises(FileExistsError, match='not this demo dataset'):
+        make_demo_dataset(first, per_class=(4, 2, 1))
+
+
+def test_compare_end_to_end_on_tiny_demo(tmp_path, capsys):
+    argv = ['compare', '--output', str(tmp_path), '--models', 'cifar_resnet50', 'cifar_resnet50_se_ign3',
+            '--seeds', '0', '1', '--epochs', '1', '--device', 'cpu', '--demo-per-class', '8', '4', '4']
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'DEMO dataset' in out and '| cifar_resnet50_se_ign3 | 2 |' in out
+    with open(tmp_path / 'runs.csv', newline='') as f:
+        runs = list(csv.DictReader(f))
+    assert [(r['model'], r['seed']) for r in runs] == [
+        ('cifar_resnet50', '0'), ('cifar_resnet50', '1'), ('cifar_resnet50_se_ign3', '0'),
+        ('cifar_resnet50_se_ign3', '1')]
+    assert all(0 <= float(r['test_top1_err']) <= 100 for r in runs)
+    assert (tmp_path / 'results.md').read_text() in out
+    assert (tmp_path / 'val_loss.png').is_file()
+
+
+def test_compare_needs_a_recipe_for_real_data(tmp_path, capsys):
+    assert main(['compare', '--data-dir', str(tmp_path), '--output', str(tmp_path / 'o')]) == 2
+    assert '--data-dir needs a recipe' in capsys.readouterr().err

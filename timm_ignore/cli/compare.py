@@ -1,0 +1,86 @@
+"""``timm-ignore compare``: train models side by side over seeds, print the results table, plot the validation loss.
+
+Without ``--data-dir`` it runs the DEMO: a synthetic dataset generated on the fly and a shrunk CIFAR recipe, so it
+needs no download and finishes in minutes on a CPU. Its numbers demonstrate the pipeline, not the paper.
+"""
+import argparse
+import pathlib
+import sys
+from datetime import datetime
+
+from .train import _key_value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..train.demo import DEMO_MODELS, DEMO_SEEDS
+    parser.add_argument('--data-dir', help='dataset root with train/, validation/ and test/ (default: the DEMO '
+                                           'dataset, generated on the fly)')
+    parser.add_argument('-c', '--config', metavar='RECIPE', help='recipe YAML; required with --data-dir')
+    parser.add_argument('--models', nargs='+', default=list(DEMO_MODELS), help='models to compare')
+    parser.add_argument('--seeds', nargs='+', type=int, default=list(DEMO_SEEDS), help='one run per model and seed')
+    parser.add_argument('--output', help='folder for the runs, results and plot (default output/compare/DATE-TIME)')
+    parser.add_argument('--epochs', type=int, help='override the recipe epochs')
+    parser.add_argument('--device', help='cuda, cpu, ... (default: cuda when available, else cpu)')
+    parser.add_argument('--model-kwargs', nargs='*', default=[], type=_key_value, metavar='KEY=VALUE')
+    parser.add_argument('--set', nargs='*', default=[], type=_key_value, metavar='KEY=VALUE', dest='settings',
+                        help='any other recipe key, e.g. workers=8')
+    parser.add_argument('--paper-tables', help="the paper's tables (paper_tables.csv) for the paper column")
+    parser.add_argument('--paper-dataset', choices=('cifar10', 'cifar100', 'imagenet1k'),
+                        help='dataset of the paper column (default: from the recipe num_classes)')
+    parser.add_argument('--test-split', default='test', help='split tested at the best validation epoch')
+    parser.add_argument('--demo-per-class', nargs=3, type=int, default=(48, 16, 16), metavar=('TRAIN', 'VAL', 'TEST'),
+                        help='DEMO only: generated images per class in each split')
+
+
+def _paper_dataset(args: argparse.Namespace, num_classes) -> str:
+    from ..models.zoo import DATASETS
+    if args.paper_dataset or args.data_dir is None:
+        return args.paper_dataset
+    return next((d.paper_dataset for d in DATASETS.values() if d.num_classes == num_classes), None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from timm.utils import setup_default_logging
+
+    from ..figures.loss_curves import plot_loss_curves
+    from ..train import ConfigError, TrainConfig
+    from ..train.compare import format_table, read_paper_table, run_comparison, summarize, write_results
+    setup_default_logging()
+    output = pathlib.Path(args.output or pathlib.Path('output', 'compare', datetime.now().strftime('%Y%m%d-%H%M%S')))
+    demo = args.data_dir is None
+    if demo:
+        from ..data.demo import make_demo_dataset
+        from ..train.demo import DEMO_RECIPE
+        if args.config:
+            print('timm-ignore compare: error: a recipe needs --data-dir (without it the DEMO runs)', file=sys.stderr)
+            return 2
+        data_dir = make_demo_dataset(output / 'demo-data', per_class=tuple(args.demo_per_class))
+        overrides = {**DEMO_RECIPE, 'data_dir': str(data_dir)}
+    elif not args.config:
+        print('timm-ignore compare: error: --data-dir needs a recipe (-c train_scripts/cifar100.yaml, ...)',
+              file=sys.stderr)
+        return 2
+    else:
+        overrides = {'data_dir': args.data_dir}
+    overrides.update(dict(args.settings))
+    if args.model_kwargs:
+        overrides['model_kwargs'] = dict(args.model_kwargs)
+    overrides.update({k: v for k, v in (('epochs', args.epochs), ('device', args.device)) if v is not None})
+    try:
+        num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
+        records = run_comparison(args.models, args.seeds, args.config, overrides, output / 'runs', args.test_split)
+    except (ConfigError, FileExistsError) as e:
+        print(f'timm-ignore compare: error: {e}', file=sys.stderr)
+        return 2
+    paper_table = read_paper_table(args.paper_tables) if args.paper_tables else None
+    rows = summarize(records, _paper_dataset(args, num_classes), paper_table)
+    what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
+    title = f'{args.test_split} error at the best validation epoch, mean ± std over seeds {args.seeds}; data: {what}'
+    table = format_table(rows, title)
+    write_results(records, rows, table, output)
+    figure = plot_loss_curves(
+        {m: [r.run_dir for r in records if r.model == m] for m in args.models}, output / 'val_loss.png',
+        title='Validation loss (DEMO data)' if demo else 'Validation loss')
+    print(table)
+    print(f'results: {output / "results.md"}  runs: {output / "runs"}  Figure 1: {figure}')
+    return 0

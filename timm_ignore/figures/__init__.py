@@ -1,0 +1,1 @@
+"""The paper's figures, drawn with matplotlib (the ``figures`` extra); import the submodules where needed."""
