@@ -177,9 +177,10 @@ def main() -> int:
         for r in runners:
             for _ in range(args.warmup):
                 r.step(mode)
-        for _ in range(args.rounds):
+        for round_idx in range(args.rounds):
             for r in runners:
                 results[mode][r.name].append(r.timed(mode, args.steps))
+            print(f'# {mode} round {round_idx + 1}/{args.rounds} done', file=sys.stderr, flush=True)
 
     print(f'\n{"model":32s} {"params":>11s} ' + ' '.join(f'{m + " img/s":>12s}' for m in modes))
     for r in runners:

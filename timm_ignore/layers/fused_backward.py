@@ -3,9 +3,9 @@
 Training time of SE and CBAM on CPU is dominated by memory traffic over the attended feature map, not by their tiny
 MLPs and convolutions. Autograd's generic backward of ``x * mask(pool(x))`` materialises a full-size product for
 every reduction, a full-size mean gradient, a full-size mask for every max, and then adds the partial gradients of
-``x`` together in further passes. The blocks' ``torch.autograd.Function`` s instead compute the gradient of ``x`` in a
-single fused pass and reduce without temporaries; only the small part of each block (pooled statistics -> mask) goes
-through autograd, recomputed in backward from the saved statistics.
+``x`` together in further passes. The blocks' ``torch.autograd.Function`` s instead compute the gradient of ``x`` in
+fused ``addcmul`` passes and scatter the gradients of maxima through their indices; only the small part of each block
+(pooled statistics -> mask) goes through autograd, as a graph built in forward and kept until backward.
 
 The fused path runs in eager mode when gradients are enabled. TorchScript, ``torch.compile`` / ``torch.export``
 (whose compilers fuse the straightforward formulation themselves) and inference use the straightforward forward;
@@ -13,29 +13,16 @@ both give the same outputs and gradients (tested), except that a tie between max
 the tied elements rather than splitting it. The fused backward is once-differentiable; set the block's
 ``fused_backward`` attribute to False for double backward.
 """
-from contextlib import AbstractContextManager
 from typing import Sequence
 
 import torch
 
-__all__ = ['AutocastState', 'use_fused_backward', 'small_graph_grads']
+__all__ = ['use_fused_backward', 'small_graph_grads']
 
 
 def use_fused_backward(enabled: bool) -> bool:
     """Whether a block should take its fused-backward path now (eager, gradients on, not being compiled)."""
     return enabled and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-
-
-class AutocastState:
-    """The autocast state at forward time, re-entered in backward so the recomputed small graph matches it."""
-
-    def __init__(self, device_type: str) -> None:
-        self.device_type = device_type
-        self.enabled = torch.is_autocast_enabled(device_type)
-        self.dtype = torch.get_autocast_dtype(device_type)
-
-    def __call__(self) -> AbstractContextManager:
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
 def small_graph_grads(

@@ -6,7 +6,7 @@ from timm.layers import register_notrace_module
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import AutocastState, small_graph_grads, use_fused_backward
+from .fused_backward import small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import reduced_channels
 
@@ -87,21 +87,21 @@ class _SqueezeExciteFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, block: IgnoreSqueezeExcite, *params: torch.Tensor) -> torch.Tensor:
-        squeezed = x.mean((2, 3))
-        mask = block.excite(squeezed)
-        ctx.block, ctx.autocast = block, AutocastState(x.device.type)
-        ctx.save_for_backward(x, squeezed, *params)
-        return x * mask[:, :, None, None]
+        with torch.enable_grad():  # the small graph is kept for backward rather than recomputed
+            squeezed = x.mean((2, 3)).detach().requires_grad_()
+            mask = block.excite(squeezed)
+        ctx.small_graph = (squeezed, mask)
+        ctx.save_for_backward(x, *params)
+        return x * mask.detach()[:, :, None, None]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-        x, squeezed, *params = ctx.saved_tensors
-        with torch.enable_grad(), ctx.autocast():
-            squeezed = squeezed.detach().requires_grad_()
-            mask = ctx.block.excite(squeezed)
-        grad_mask = torch.einsum('nchw,nchw->nc', grad_y, x)
-        (grad_squeezed,), grad_params = small_graph_grads(mask, grad_mask.to(mask.dtype), [squeezed], params)
+        x, *params = ctx.saved_tensors
+        squeezed, mask = ctx.small_graph
+        del ctx.small_graph
+        grad_mask = (grad_y * x).sum((2, 3)).to(mask.dtype)
+        (grad_squeezed,), grad_params = small_graph_grads(mask, grad_mask, [squeezed], params)
         grad_from_squeeze = (grad_squeezed / (x.shape[2] * x.shape[3])).to(grad_y.dtype)[:, :, None, None]
         grad_x = torch.addcmul(grad_from_squeeze, grad_y, mask.detach().to(grad_y.dtype)[:, :, None, None])
         return grad_x, None, *grad_params
