@@ -99,10 +99,12 @@ class IgnoreCbam(nn.Module):
 
 
 class _CbamFunction(torch.autograd.Function):
-    """CBAM whose backward makes six passes over the map and builds no full-size mask.
+    """CBAM whose backward builds no full-size mask and keeps one full-size temporary.
 
     The maxima are taken with their indices, so their gradients are scattered into the fused ``addcmul`` results
-    rather than spread by full-size equality masks; channel-mask gradients are batched dot products.
+    rather than spread by full-size equality masks. With ``P = grad_y * x``, both gate gradients are matrix-vector
+    products: ``grad_spatial_mask = channel_mask . P`` over channels and ``P . spatial_mask`` (plus the terms of the
+    spatial statistics) over positions, so the channel-attended map ``x1`` is neither saved nor rebuilt.
     """
 
     @staticmethod
@@ -110,43 +112,54 @@ class _CbamFunction(torch.autograd.Function):
         n, c, h, w = x.shape
         # max_pool1d finds maxima with their indices several times faster than torch.max(dim) on CPU
         channel_max, channel_argmax = F.max_pool1d(x.reshape(n, c, h * w), h * w, return_indices=True)
-        channel_max, channel_argmax = channel_max[:, :, 0], channel_argmax[:, :, 0]
         with torch.enable_grad():  # the small graphs are kept for backward rather than recomputed
-            channel_stats = [x.mean((2, 3)).detach().requires_grad_(), channel_max.detach().requires_grad_()]
+            channel_stats = [x.mean((2, 3)).detach().requires_grad_(), channel_max[:, :, 0].detach().requires_grad_()]
             channel_mask = block.channel_mask(*channel_stats)
         x1 = x * channel_mask.detach()[:, :, None, None]
         spatial_max, spatial_argmax = F.max_pool1d(x1.reshape(n, c, h * w).transpose(1, 2), c, return_indices=True)
-        spatial_max, spatial_argmax = spatial_max.view(n, 1, h, w), spatial_argmax.view(n, 1, h, w)
         with torch.enable_grad():
-            spatial_stats = [x1.mean(1, keepdim=True).detach().requires_grad_(), spatial_max.detach().requires_grad_()]
+            spatial_stats = [
+                x1.mean(1, keepdim=True).detach().requires_grad_(),
+                spatial_max.view(n, 1, h, w).detach().requires_grad_()]
             spatial_mask = block.spatial_mask(*spatial_stats)
         ctx.small_graphs = (channel_stats, channel_mask, spatial_stats, spatial_mask)
-        ctx.save_for_backward(x, x1, channel_argmax, spatial_argmax, *params)
-        return x1 * spatial_mask.detach()
+        ctx.save_for_backward(x, channel_argmax, spatial_argmax.view(n, 1, h * w), *params)
+        return x1.mul_(spatial_mask.detach())
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-        x, x1, channel_argmax, spatial_argmax, *params = ctx.saved_tensors
+        x, channel_argmax, spatial_argmax, *params = ctx.saved_tensors
         channel_stats, channel_mask, spatial_stats, spatial_mask = ctx.small_graphs
         del ctx.small_graphs
         n, c, h, w = x.shape
         dtype = grad_y.dtype
+        gate_c = channel_mask.detach().to(dtype)
+        gate_s = spatial_mask.detach().to(dtype)
+        x_flat = x.reshape(n, c, h * w)
+        grad_x_times_x = (grad_y * x).reshape(n, c, h * w)
 
-        # spatial gate: y = x1 * spatial_mask
-        grad_spatial_mask = (grad_y * x1).sum(1, keepdim=True).to(spatial_mask.dtype)
+        # spatial gate, y = x1 * spatial_mask with x1 = x * channel_mask: sum over channels of grad_y * x1
+        grad_spatial_mask = torch.bmm(gate_c[:, None, :], grad_x_times_x).view(n, 1, h, w)
         (grad_s_avg, grad_s_max), grad_spatial_params = small_graph_grads(
-            spatial_mask, grad_spatial_mask, spatial_stats, params)
-        grad_x1 = torch.addcmul((grad_s_avg / c).to(dtype), grad_y, spatial_mask.detach().to(dtype))
-        grad_x1.scatter_add_(1, spatial_argmax, grad_s_max.to(dtype))
+            spatial_mask, grad_spatial_mask.to(spatial_mask.dtype), spatial_stats, params)
+        grad_s_avg, grad_s_max = (grad_s_avg / c).to(dtype), grad_s_max.to(dtype)
 
-        # channel gate: x1 = x * channel_mask
-        grad_channel_mask = (grad_x1 * x).sum((2, 3)).to(channel_mask.dtype)
+        # channel gate: sum over positions of grad_x1 * x, grad_x1 = grad_y * spatial_mask + spatial-statistics terms
+        grad_channel_mask = torch.bmm(grad_x_times_x, gate_s.reshape(n, h * w, 1))
+        grad_channel_mask += torch.bmm(x_flat, grad_s_avg.reshape(n, h * w, 1))
+        del grad_x_times_x
+        x_at_max = x_flat.gather(1, spatial_argmax) * grad_s_max.reshape(n, 1, h * w)
+        grad_channel_mask = grad_channel_mask[:, :, 0].scatter_add(1, spatial_argmax[:, 0], x_at_max[:, 0])
         (grad_c_avg, grad_c_max), grad_channel_params = small_graph_grads(
-            channel_mask, grad_channel_mask, channel_stats, params)
-        grad_from_avg = (grad_c_avg / (h * w)).to(dtype)[:, :, None, None]
-        grad_x = torch.addcmul(grad_from_avg, grad_x1, channel_mask.detach().to(dtype)[:, :, None, None], out=grad_x1)
-        grad_x.view(n, c, h * w).scatter_add_(2, channel_argmax[:, :, None], grad_c_max.to(dtype)[:, :, None])
+            channel_mask, grad_channel_mask.to(channel_mask.dtype), channel_stats, params)
+
+        # grad_x = grad_x1 * channel_mask + channel-statistics terms, built in one buffer (in place: addcmul with two
+        # per-channel operands is slower than mul_ + add_ on CPU)
+        grad_x = torch.addcmul(grad_s_avg, grad_y, gate_s)
+        grad_x.view(n, c, h * w).scatter_add_(1, spatial_argmax, grad_s_max.reshape(n, 1, h * w))
+        grad_x.mul_(gate_c[:, :, None, None]).add_((grad_c_avg / (h * w)).to(dtype)[:, :, None, None])
+        grad_x.view(n, c, h * w).scatter_add_(2, channel_argmax, grad_c_max.to(dtype)[:, :, None])
 
         grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
         return grad_x, None, *grad_params
