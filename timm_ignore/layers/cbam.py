@@ -91,7 +91,10 @@ class IgnoreCbam(nn.Module):
         if not torch.jit.is_scripting() and use_fused_backward(self.fused_backward):
             return self._forward_fused(x)
         x = x * self.channel_mask(x.mean((2, 3)), x.amax((2, 3)))[:, :, None, None]
-        return x * self.spatial_mask(x.mean(1, keepdim=True), x.amax(1, keepdim=True))
+        spatial_mask = self.spatial_mask(x.mean(1, keepdim=True), x.amax(1, keepdim=True))
+        if torch.is_grad_enabled():
+            return x * spatial_mask
+        return x.mul_(spatial_mask)  # inference: the channel-attended map is ours and unused after this
 
     @torch.jit.unused
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
