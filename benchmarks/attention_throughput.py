@@ -22,6 +22,7 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -122,6 +123,19 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def code_version() -> str:
+    """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--', 'timm_ignore'],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return commit + ('+dirty' if dirty else '')
+
+
 def machine() -> dict[str, str]:
     info = {
         'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
@@ -198,7 +212,8 @@ def main() -> int:
         RESULTS_DIR.mkdir(exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
         record = dict(
-            time=stamp, machine=machine(), args=vars(args), env={k: os.environ.get(k) for k in MALLOC_ENV},
+            time=stamp, code=code_version(), machine=machine(), args=vars(args),
+            env={k: os.environ.get(k) for k in MALLOC_ENV},
             throughput={m: {n: statistics.median(v) for n, v in results[m].items()} for m in modes}, ratios=ratios)
         path = RESULTS_DIR / f'attention_throughput_{args.device}_{args.family}_{stamp}.json'
         path.write_text(json.dumps(record, indent=1))
