@@ -34,8 +34,8 @@ def num_params(model: torch.nn.Module) -> int:
 
 def test_registry_has_every_paper_variant():
     assert len(MODELS) == 38
-    for family, attn, gate in [('resnet50', 'se', 'ign3'), ('resnet50', 'cbam', 'ign1'), ('densenet', 'cbam', 'ign1_a08')]:
-        assert f'{family}_{attn}_{gate}' in MODELS
+    for name in ('resnet50_se_ign3', 'resnet50_cbam_ign1', 'densenet_cbam_ign1_a08'):
+        assert name in MODELS
     assert set(timm.list_models('*_ign*')) >= {n for n in MODELS if '_ign' in n}
     suffixes = ['', '_ign1', '_ign1_a08', '_ign1_a05', '_ign2', '_ign3']
     for family in ('resnet50', 'cifar_resnet50', 'densenet'):
@@ -88,7 +88,8 @@ def test_cifar_densenet_matches_spec():
     assert [len(s.layers) for s in model.stages] == [12, 12, 12]
     assert [i['num_chs'] for i in model.feature_info] == [24, 168, 312, 456]
     attention_channels = [b.fc1.in_features for b in attention_blocks(model)]
-    assert attention_channels == [168, 168, 312, 312, 456]  # after block 1, transition 1, block 2, transition 2, block 3
+    # after block 1, transition 1, block 2, transition 2, block 3
+    assert attention_channels == [168, 168, 312, 312, 456]
 
 
 def test_imagenet_resnet_attention_sits_on_the_residual_branch():
@@ -202,7 +203,8 @@ def test_cifar_forward_intermediates_and_pruning(name):
             torch.testing.assert_close(early[0], taps[i])
             pruned = copy.deepcopy(model)
             kept = pruned.prune_intermediate_layers([i])
-            torch.testing.assert_close(pruned.forward_intermediates(x, indices=kept, intermediates_only=True)[0], taps[i])
+            pruned_taps = pruned.forward_intermediates(x, indices=kept, intermediates_only=True)
+            torch.testing.assert_close(pruned_taps[0], taps[i])
             if i < len(taps) - 1:
                 torch.testing.assert_close(pruned.forward_features(x), taps[i])
         model.set_grad_checkpointing()

@@ -43,5 +43,6 @@ def test_timm_model_suite(pytestconfig: pytest.Config) -> None:
          '-p', 'no:cacheprovider', '-q', '-W', 'ignore', '--tb=short', f'--rootdir={tests.parent}'],
         cwd=tests.parent, env=env, capture_output=True, text=True)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ''
-    assert result.returncode == 0, f'timm model suite failed: {summary}\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}'
+    output = f'{result.stdout[-6000:]}\n{result.stderr[-2000:]}'
+    assert result.returncode == 0, f'timm model suite failed: {summary}\n{output}'
     assert ' passed' in summary and 'deselected' in summary, summary

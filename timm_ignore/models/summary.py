@@ -37,7 +37,7 @@ def _row(name: str) -> ModelRow:
     else:
         gate = spec.gate.variant + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
     return ModelRow(
-        name=name, attention=(spec.attn or '-').upper() if spec.attn else '-', gate=gate, tags=spec.family.datasets,
+        name=name, attention=spec.attn.upper() if spec.attn else '-', gate=gate, tags=spec.family.datasets,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=counter.get_total_flops() / 2e9,
         input_size=input_size)
 

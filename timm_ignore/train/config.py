@@ -1,4 +1,6 @@
-"""The training settings ``timm-ignore train`` understands: a subset of timm train.py's, with the same names and defaults.
+"""The training settings ``timm-ignore train`` understands.
+
+A subset of timm train.py's, with the same names and defaults.
 
 A recipe YAML is written once and read by both trainers, so every key here means what it means to train.py (see its
 ``--help``). A key train.py knows but this runner does not implement is refused rather than ignored, so a recipe never
