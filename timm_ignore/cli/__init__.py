@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'train': ('timm_ignore.cli.train', "train a recipe YAML on this machine with timm's library"),
     'compare': ('timm_ignore.cli.compare', 'train models side by side over seeds: results table and loss plot'),
     'plot-loss': ('timm_ignore.cli.plot_loss', "plot validation loss per epoch from summary.csv files (Figure 1)"),
+    'grad-cam': ('timm_ignore.cli.grad_cam', 'Grad-CAM maps of several models side by side (Figure 2)'),
     'publish': ('timm_ignore.cli.publish', 'training run -> Hub model folder (safetensors, config, card)'),
     'validate': ('timm_ignore.cli.validate', 'evaluate a checkpoint or pretrained model on an ImageFolder split'),
 }
