@@ -253,3 +253,14 @@ def test_torch_export(name):
     exported = torch.export.export(model, (x,))
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), model(x))
+
+
+@pytest.mark.parametrize('name', ['cifar_resnet50_cbam_ign2', 'densenet_se_ign1_a05'])
+def test_built_in_bfloat16(name):
+    small = dict(depth=8) if name.startswith('cifar') else dict(depth=7)
+    model = timm.create_model(name, dtype=torch.bfloat16, num_classes=10, **small)
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    out = model(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16))
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
