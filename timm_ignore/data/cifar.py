@@ -14,14 +14,14 @@ import logging
 import os
 import pathlib
 import pickle
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
+
+from ..staging import staged_directory
 
 __all__ = [
     'CifarFormat', 'CIFAR_FORMATS', 'PAPER_NUM_VAL', 'SPLITS', 'CifarArchiveError', 'detect_format', 'prepare_cifar',
@@ -252,9 +252,7 @@ def prepare_cifar(
                 f'{output} already exists and was not built from this archive with this split; choose another '
                 f'folder or pass overwrite (--overwrite) to replace it.')
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{output.name}.', dir=output.parent))
-    try:
+    with staged_directory(output) as staging:
         split_at = counts['train']
         _write_split(staging / 'train', train_images[:split_at], train_labels[:split_at], 0, class_names, progress)
         _write_split(
@@ -262,11 +260,5 @@ def prepare_cifar(
         _write_split(staging / 'test', test_images, test_labels, 0, class_names, progress)
         (staging / 'class_map.txt').write_text(''.join(f'{n}\n' for n in class_names))
         (staging / MARKER).write_text(json.dumps(description, indent=2) + '\n')
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     progress(f'wrote {output}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()))
     return output

@@ -7,7 +7,6 @@ target and renamed into place when complete, so a failed run leaves no half-writ
 import json
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,6 +17,7 @@ from timm.models import save_for_hf
 
 from ..evaluate import EvalResult, evaluate, find_split
 from ..models.zoo import DATASETS, get_model_spec
+from ..staging import staged_directory
 from ..version import __version__
 from .card import CardInputs, render_card
 from .checkpoint import create_from_checkpoint, read_checkpoint
@@ -118,9 +118,7 @@ def publish_folder(
     model = create_from_checkpoint(f'{name}.{tag}', checkpoint, model_kwargs=model_kwargs)
     result = evaluate(model, split_dir, batch_size=batch_size, workers=workers, device=device)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         save_for_hf(model.cpu(), str(staging), model_config={'label_names': list(result.class_names)},
                     safe_serialization=True)
         card = CardInputs(spec=spec, tag=tag, repo_id=repo_id, num_classes=model.num_classes, result=result,
@@ -130,10 +128,4 @@ def publish_folder(
             shutil.copyfile(checkpoint.args_file, staging / 'args.yaml')
         else:
             (staging / 'args.yaml').write_text(yaml.safe_dump(_jsonable(checkpoint.args), sort_keys=False))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return PublishedFolder(path=out_dir, model_name=f'{name}.{tag}', result=result)
