@@ -257,3 +257,21 @@ def test_inference_path_matches_training_path(cls):
     with torch.no_grad():
         expected = block(x)
     torch.testing.assert_close(block(x.requires_grad_()), expected)
+
+
+@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
+def test_ign3_is_explicit_with_the_last_layer_negated(cls):
+    """sigmoid(-z) = sigmoid(z') with z' = -z: the README's note on why Ign3, Ign1(1) and explicit train alike."""
+    torch.manual_seed(0)
+    ign3, explicit = cls(16, variant='ign3'), cls(16)
+    _randomise(ign3)
+    explicit.load_state_dict(ign3.state_dict())
+    with torch.no_grad():
+        last_layers = [explicit.fc2.weight, explicit.fc2.bias] + ([explicit.conv.weight] if cls is IgnoreCbam else [])
+        for p in last_layers:
+            p.neg_()
+    same_weights = cls(16)
+    same_weights.load_state_dict(ign3.state_dict())
+    x = torch.randn(2, 16, 6, 6)
+    torch.testing.assert_close(explicit(x), ign3(x))
+    assert not torch.allclose(same_weights(x), ign3(x), atol=1e-3)  # the flip itself does change the function
