@@ -24,7 +24,7 @@ def _timm_tests(cache_dir: pathlib.Path) -> pathlib.Path:
     if not (root / 'tests' / 'test_models.py').is_file():
         download = subprocess.run(
             [sys.executable, '-m', 'pip', 'download', f'timm=={timm.__version__}', '--no-binary', ':all:',
-             '--no-deps', '--no-build-isolation', '-d', str(cache_dir)],
+             '--no-deps', '-d', str(cache_dir)],
             capture_output=True, text=True)
         archive = cache_dir / f'timm-{timm.__version__}.tar.gz'
         if download.returncode or not archive.is_file():
@@ -35,8 +35,9 @@ def _timm_tests(cache_dir: pathlib.Path) -> pathlib.Path:
     return root / 'tests'
 
 
-def test_timm_model_suite(pytestconfig: pytest.Config) -> None:
-    tests = _timm_tests(pytestconfig.cache.mkdir('timm-sdist'))
+def test_timm_model_suite(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> None:
+    cache = getattr(pytestconfig, 'cache', None)  # absent under -p no:cacheprovider
+    tests = _timm_tests(cache.mkdir('timm-sdist') if cache else tmp_path_factory.mktemp('timm-sdist'))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get('PYTHONPATH')])))
     result = subprocess.run(
         [sys.executable, '-m', 'pytest', str(tests / 'test_models.py'), '-p', 'timm_model_suite_plugin',
