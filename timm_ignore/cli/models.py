@@ -8,7 +8,7 @@ from ..models.zoo import MODELS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('pattern', nargs='?', default='*', help='shell-style filter on model names')
-    parser.add_argument('--markdown', action='store_true', help='print the markdown table with params and GMACs')
+    parser.add_argument('--markdown', action='store_true', help='print the markdown table with params and GFLOPs')
     parser.add_argument('--update-readme', metavar='README', type=pathlib.Path,
                         help='rewrite the table between the model-table markers of this file')
 

@@ -1,4 +1,4 @@
-"""The model table of the README, generated from the registry (names, parameters, GMACs, input size)."""
+"""The model table of the README, generated from the registry (names, parameters, GFLOPs, input size)."""
 import re
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ class ModelRow:
     gate: str
     tags: tuple[str, ...]
     params_m: float
-    gmacs: float
+    gflops: float
     input_size: tuple[int, int, int]
 
 
@@ -38,24 +38,24 @@ def _row(name: str) -> ModelRow:
         gate = spec.gate.variant + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
     return ModelRow(
         name=name, attention=spec.attn.upper() if spec.attn else '-', gate=gate, tags=spec.family.datasets,
-        params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=counter.get_total_flops() / 2e9,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6, gflops=counter.get_total_flops() / 1e9,
         input_size=input_size)
 
 
 def model_rows() -> list[ModelRow]:
-    """One row per registered model, in table order (multiply-accumulates counted on the meta device)."""
+    """One row per registered model, in table order (FLOPs counted on the meta device, 2 per multiply-add)."""
     return [_row(name) for name in MODELS]
 
 
 def markdown_table(rows: list[ModelRow]) -> str:
     lines = [
-        '| model | attention | gate | tags | params (M) | GMACs | input |',
+        '| model | attention | gate | tags | params (M) | GFLOPs | input |',
         '|---|---|---|---|---:|---:|---|',
     ]
     for r in rows:
         size = 'x'.join(str(s) for s in r.input_size[1:])
         lines.append(
-            f'| `{r.name}` | {r.attention} | {r.gate} | {", ".join(r.tags)} | {r.params_m:.2f} | {r.gmacs:.3f} '
+            f'| `{r.name}` | {r.attention} | {r.gate} | {", ".join(r.tags)} | {r.params_m:.2f} | {r.gflops:.3f} '
             f'| {size} |')
     return '\n'.join(lines)
 
