@@ -3,9 +3,10 @@
 Training time of SE and CBAM on CPU is dominated by memory traffic over the attended feature map, not by their tiny
 MLPs and convolutions. Autograd's generic backward of ``x * mask(pool(x))`` materialises a full-size product for
 every reduction, a full-size mean gradient, a full-size mask for every max, and then adds the partial gradients of
-``x`` together in further passes. The blocks' ``torch.autograd.Function`` s instead compute the gradient of ``x`` in
-fused ``addcmul`` passes and scatter the gradients of maxima through their indices; only the small part of each block
-(pooled statistics -> mask) goes through autograd, as a graph built in forward and kept until backward.
+``x`` together in further passes. The blocks' ``torch.autograd.Function`` s instead build the gradient of ``x`` in one
+buffer with per-channel / per-position scaling passes and scatter the gradients of maxima through their indices;
+only the small part of each block (pooled statistics -> mask) goes through autograd, as a graph built in forward
+and kept until backward. ``benchmarks/block_fused_backward.py`` measures the difference.
 
 The fused path runs in eager mode when gradients are enabled. TorchScript, ``torch.compile`` / ``torch.export``
 (whose compilers fuse the straightforward formulation themselves) and inference use the straightforward forward;
