@@ -12,7 +12,7 @@ from typing import Any, Optional
 import yaml
 
 from ..evaluate import EvalResult
-from ..models.zoo import DATASETS, PAPER_ID, ModelSpec
+from ..models.zoo import PAPER_ID, ModelSpec
 from .checkpoint import TrainingCheckpoint
 from .paper import PaperResult
 

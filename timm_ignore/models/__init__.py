@@ -4,3 +4,8 @@ from .cifar_densenet import CifarDenseNet
 from .cifar_resnet import CifarResNet
 from .resnet import IgnoreResNet
 from .zoo import DATASETS, FAMILIES, GATES, MODELS, ModelSpec, get_model_spec
+
+__all__ = [
+    'CifarDenseNet', 'CifarResNet', 'IgnoreResNet', 'DATASETS', 'FAMILIES', 'GATES', 'MODELS', 'ModelSpec',
+    'get_model_spec',
+]

@@ -9,7 +9,6 @@ import csv
 import functools
 import importlib
 import logging
-import os
 import pathlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
