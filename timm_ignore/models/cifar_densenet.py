@@ -4,7 +4,12 @@ Stem: 3x3 convolution to 2k = 24 channels (no BN or pooling after it). Three den
 bottleneck layers (BN-ReLU-1x1 conv to 4k-BN-ReLU-3x3 conv to k, concatenated to the input); transitions after
 blocks 1 and 2 (BN-ReLU-1x1 conv keeping the channels-2x2 average pool). Channels 24 -> 168 -> 312 -> 456.
 Attention follows every dense block and every transition (5 blocks). Head: BN-ReLU, global average pool, linear.
+
+Details of the authors' Keras code (spec 6a) are the defaults: Keras ``he_normal`` (truncated normal) for every
+convolution, Keras ``glorot_uniform`` for the classifier with a zero bias, BatchNorm momentum 0.99 in Keras terms
+(0.01 in PyTorch's) and epsilon 1.1e-5.
 """
+from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -14,8 +19,8 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import IgnoreCbam, IgnoreSqueezeExcite
 from ._factory import pop_attention_layer, register_family
+from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions
 from .zoo import ModelSpec
 
 __all__ = ['CifarDenseNet', 'DenseLayer', 'DenseStage']
@@ -32,14 +37,15 @@ class DenseLayer(nn.Module):
             in_chs: int,
             growth_rate: int,
             bn_size: int = 4,
+            norm_layer: Callable[..., nn.Module] = BatchNormAct2d,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
         dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.norm1 = BatchNormAct2d(in_chs, **dd)
+        self.norm1 = norm_layer(in_chs, **dd)
         self.conv1 = nn.Conv2d(in_chs, bn_size * growth_rate, 1, bias=False, **dd)
-        self.norm2 = BatchNormAct2d(bn_size * growth_rate, **dd)
+        self.norm2 = norm_layer(bn_size * growth_rate, **dd)
         self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +62,7 @@ class DenseStage(nn.Module):
         bn_size: Bottleneck width multiplier.
         transition: Start with a transition (BN-ReLU-1x1 conv-2x2 average pool, channels kept).
         attn_layer: Attention factory taking channels, or None.
+        norm_layer: BatchNorm + ReLU factory taking channels.
         device: Factory device.
         dtype: Factory dtype.
     """
@@ -68,6 +75,7 @@ class DenseStage(nn.Module):
             bn_size: int = 4,
             transition: bool = False,
             attn_layer: Optional[Callable[..., nn.Module]] = None,
+            norm_layer: Callable[..., nn.Module] = BatchNormAct2d,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -75,7 +83,7 @@ class DenseStage(nn.Module):
         super().__init__()
         if transition:
             self.transition = nn.Sequential(
-                BatchNormAct2d(in_chs, **dd),
+                norm_layer(in_chs, **dd),
                 nn.Conv2d(in_chs, in_chs, 1, bias=False, **dd),
                 nn.AvgPool2d(2, 2),
             )
@@ -84,7 +92,7 @@ class DenseStage(nn.Module):
             self.transition = nn.Identity()
             self.transition_attn = nn.Identity()
         self.layers = nn.ModuleList([
-            DenseLayer(in_chs + i * growth_rate, growth_rate, bn_size, **dd) for i in range(num_layers)])
+            DenseLayer(in_chs + i * growth_rate, growth_rate, bn_size, norm_layer, **dd) for i in range(num_layers)])
         self.out_chs = in_chs + num_layers * growth_rate
         self.attn = attn_layer(self.out_chs, **dd) if attn_layer else nn.Identity()
 
@@ -107,6 +115,8 @@ class CifarDenseNet(nn.Module):
         global_pool: timm global pool type; ``''`` disables pooling and the classifier.
         attn_layer: Attention factory taking channels, or None for the plain network.
         drop_rate: Dropout before the classifier.
+        bn_eps: BatchNorm epsilon (the authors' code: 1.1e-5).
+        bn_momentum: BatchNorm momentum in PyTorch's convention (the authors' Keras 0.99 is 0.01).
         device: Factory device.
         dtype: Factory dtype.
     """
@@ -121,6 +131,8 @@ class CifarDenseNet(nn.Module):
             global_pool: str = 'avg',
             attn_layer: Optional[Callable[..., nn.Module]] = None,
             drop_rate: float = 0.,
+            bn_eps: float = 1.1e-5,
+            bn_momentum: float = KERAS_BN_MOMENTUM,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -129,6 +141,7 @@ class CifarDenseNet(nn.Module):
         if depth < 7 or (depth - 4) % 3:
             raise ValueError(f'CIFAR DenseNet depth must be 3n + 4 with n >= 1 (7, 10, ..., 40, ...), got {depth}.')
         num_layers = (depth - 4) // 3
+        norm_layer = partial(BatchNormAct2d, eps=bn_eps, momentum=bn_momentum)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
@@ -139,13 +152,14 @@ class CifarDenseNet(nn.Module):
         self.feature_info = [dict(num_chs=chs, reduction=1, module='stem')]
         stages = []
         for i in range(3):
-            stage = DenseStage(chs, num_layers, growth_rate, bn_size, transition=i > 0, attn_layer=attn_layer, **dd)
+            stage = DenseStage(chs, num_layers, growth_rate, bn_size, transition=i > 0, attn_layer=attn_layer,
+                norm_layer=norm_layer, **dd)
             chs = stage.out_chs
             stages.append(stage)
             if i < 2:  # the last stage's feature is taken after the final norm
                 self.feature_info.append(dict(num_chs=chs, reduction=2 ** i, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)
-        self.norm = BatchNormAct2d(chs, **dd)
+        self.norm = norm_layer(chs, **dd)
         self.feature_info.append(dict(num_chs=chs, reduction=4, module='norm'))
 
         self.num_features = self.head_hidden_size = chs
@@ -154,15 +168,17 @@ class CifarDenseNet(nn.Module):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
-        """He-normal convolutions, unit BN, zero linear bias; attention blocks keep their own initialisation."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, (IgnoreSqueezeExcite, IgnoreCbam)):
-                m.reset_parameters()
+        """Initialise as the authors' code: Keras ``he_normal`` convolutions, ``glorot_uniform`` classifier, unit BN.
+
+        Every convolution includes the CBAM spatial one; the attention MLPs are ``normal(0, 0.01)`` with zero biases.
+        """
+        init_convolutions(self)
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        if isinstance(self.fc, nn.Linear):
+            nn.init.xavier_uniform_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -191,6 +207,7 @@ class CifarDenseNet(nn.Module):
         if global_pool is None:
             global_pool = self.global_pool.pool_type
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self._init_classifier()
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.global_pool.train(self.training)
         self.fc.train(self.training)

@@ -5,9 +5,19 @@ stages 2 and 3 at stride 2 with a 1x1 strided convolution (no BN) as shortcut; g
 input) and a linear classifier. The attention block sits on each residual branch after its second BN, before the
 addition. The blocks are timm's ``BasicBlock``.
 
-The authors' convolutions carry biases; here only the shortcut convolution has one, because a bias directly
-followed by batch norm is cancelled by it (same function class, fewer parameters).
+Details of the authors' Keras code (spec 6a) are the defaults: Keras ``he_normal`` (truncated normal) for every
+convolution and the classifier, zero biases, BatchNorm momentum 0.99 in Keras terms (0.01 in PyTorch's) and epsilon
+1e-3.
+
+Convolution biases: in the authors' code every convolution has a bias, zero-initialised. Here only the shortcut
+convolution (no BN after it) has one; the stem and block convolutions, each directly followed by BatchNorm, have
+none. This is the same network and the same training trajectory, not an approximation: in train mode BN subtracts
+the batch mean, so such a bias changes neither the output nor any other gradient, and its own gradient is zero
+(the sum over the batch of BN's input gradient, which BN makes zero); zero-initialised, it stays zero (its weight
+decay is zero too). In eval mode a bias would only shift the running mean by itself. ``tests/test_cifar_models.py``
+checks all of this on a model with the biases put back. Leaving them out saves parameters, decay terms and work.
 """
+from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -18,8 +28,8 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import IgnoreCbam, IgnoreSqueezeExcite
 from ._factory import pop_attention_layer, register_family
+from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions, keras_he_normal_
 from .zoo import ModelSpec
 
 __all__ = ['CifarResNet']
@@ -38,6 +48,8 @@ class CifarResNet(nn.Module):
         act_layer: Activation.
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth rate, linearly increasing over blocks.
+        bn_eps: BatchNorm epsilon (the authors' code: 1e-3).
+        bn_momentum: BatchNorm momentum in PyTorch's convention (the authors' Keras 0.99 is 0.01).
         device: Factory device.
         dtype: Factory dtype.
     """
@@ -53,6 +65,8 @@ class CifarResNet(nn.Module):
             act_layer: Union[str, type[nn.Module]] = nn.ReLU,
             drop_rate: float = 0.,
             drop_path_rate: float = 0.,
+            bn_eps: float = 1e-3,
+            bn_momentum: float = KERAS_BN_MOMENTUM,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -62,13 +76,14 @@ class CifarResNet(nn.Module):
             raise ValueError(f'CIFAR ResNet depth must be 6n + 2 with n >= 1 (8, 14, ..., 50, ...), got {depth}.')
         blocks_per_stage = (depth - 2) // 6
         act_layer = get_act_layer(act_layer)
+        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
         self.conv1 = nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False, **dd)
-        self.bn1 = nn.BatchNorm2d(widths[0], **dd)
+        self.bn1 = norm_layer(widths[0], **dd)
         self.act1 = act_layer(inplace=True)
         self.feature_info = [dict(num_chs=widths[0], reduction=1, module='act1')]
 
@@ -88,7 +103,7 @@ class CifarResNet(nn.Module):
                 drop_path = DropPath(dpr) if dpr > 0. else None
                 blocks.append(BasicBlock(
                     in_chs, width, stride=block_stride, downsample=downsample, act_layer=act_layer,
-                    attn_layer=attn_layer, drop_path=drop_path, **dd))
+                    norm_layer=norm_layer, attn_layer=attn_layer, drop_path=drop_path, **dd))
                 in_chs = width
             name = f'layer{stage_idx + 1}'
             self.add_module(name, nn.Sequential(*blocks))
@@ -100,17 +115,17 @@ class CifarResNet(nn.Module):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
-        """He-normal convolutions, unit BN, zero linear bias; attention blocks keep their own initialisation."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, (IgnoreSqueezeExcite, IgnoreCbam)):
-                m.reset_parameters()
+        """Initialise as the authors' code: Keras ``he_normal`` convolutions and classifier, zero biases, unit BN.
+
+        Every convolution includes the CBAM spatial one; the attention MLPs are ``normal(0, 0.01)`` with zero biases.
+        """
+        init_convolutions(self)
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        if isinstance(self.fc, nn.Linear):
+            keras_he_normal_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -131,6 +146,7 @@ class CifarResNet(nn.Module):
         if global_pool is None:
             global_pool = self.global_pool.pool_type
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self._init_classifier()
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.global_pool.train(self.training)
         self.fc.train(self.training)
