@@ -3,7 +3,8 @@ import functools
 
 import pytest
 import torch
-from timm.layers import create_attn
+from timm.layers import SEModule, create_attn
+from timm.layers.cbam import CbamModule
 from torch.nn import functional as F
 
 from timm_ignore import IgnoreCbam, IgnoreMmtm, IgnoreSqueezeExcite
@@ -12,33 +13,33 @@ from timm_ignore.layers import IGN2_EPS
 GATES = [('explicit', None), ('ign1', None), ('ign1', 0.8), ('ign1', 0.5), ('ign2', None), ('ign3', None)]
 
 
-def flip(z: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+def flip(z: torch.Tensor, gate: str, alpha) -> torch.Tensor:
     """The paper's T, literally: Ign1/Ign2 on the sigmoid output, Ign3 on the logits."""
     s = torch.sigmoid(z)
-    if variant == 'explicit':
+    if gate == 'explicit':
         return s
-    if variant == 'ign1':
+    if gate == 'ign1':
         return 1 - (1.0 if alpha is None else alpha) * s
-    if variant == 'ign2':
+    if gate == 'ign2':
         return torch.sigmoid(1 / (s + IGN2_EPS))
     return torch.sigmoid(-z)
 
 
-def se_reference(block: IgnoreSqueezeExcite, x: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+def se_reference(block: IgnoreSqueezeExcite, x: torch.Tensor, gate: str, alpha) -> torch.Tensor:
     squeezed = x.mean((2, 3))
     z = F.linear(F.relu(F.linear(squeezed, block.fc1.weight, block.fc1.bias)), block.fc2.weight, block.fc2.bias)
-    return x * flip(z, variant, alpha).view(*z.shape, 1, 1)
+    return x * flip(z, gate, alpha).view(*z.shape, 1, 1)
 
 
-def cbam_reference(block: IgnoreCbam, x: torch.Tensor, variant: str, alpha) -> torch.Tensor:
+def cbam_reference(block: IgnoreCbam, x: torch.Tensor, gate: str, alpha) -> torch.Tensor:
     def mlp(v):
         return F.linear(F.relu(F.linear(v, block.fc1.weight, block.fc1.bias)), block.fc2.weight, block.fc2.bias)
 
     z = mlp(F.adaptive_avg_pool2d(x, 1).flatten(1)) + mlp(F.adaptive_max_pool2d(x, 1).flatten(1))
-    x = x * flip(z, variant, alpha)[:, :, None, None]
+    x = x * flip(z, gate, alpha)[:, :, None, None]
     maps = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], 1)
     z = F.conv2d(maps, block.conv.weight, padding=block.conv.kernel_size[0] // 2)
-    return x * flip(z, variant, alpha)
+    return x * flip(z, gate, alpha)
 
 
 def _randomise(block: torch.nn.Module) -> None:
@@ -48,7 +49,7 @@ def _randomise(block: torch.nn.Module) -> None:
             p.normal_(0, 0.5)
 
 
-def _check_against_reference(block, reference, shape, variant, alpha):
+def _check_against_reference(block, reference, shape, gate, alpha):
     torch.manual_seed(0)
     _randomise(block)
     block = block.double()
@@ -58,28 +59,28 @@ def _check_against_reference(block, reference, shape, variant, alpha):
     grads = torch.autograd.grad(out, [x, *block.parameters()], grad_out)
 
     x_ref = x.detach().requires_grad_()
-    expected = reference(block, x_ref, variant, alpha)
+    expected = reference(block, x_ref, gate, alpha)
     expected_grads = torch.autograd.grad(expected, [x_ref, *block.parameters()], grad_out)
     torch.testing.assert_close(out, expected)
     for g, e in zip(grads, expected_grads):
         torch.testing.assert_close(g, e)
 
 
-@pytest.mark.parametrize('variant,alpha', GATES)
-def test_se_matches_equation(variant, alpha):
-    block = IgnoreSqueezeExcite(24, variant=variant, alpha=alpha)
-    _check_against_reference(block, se_reference, (3, 24, 5, 7), variant, alpha)
+@pytest.mark.parametrize('gate,alpha', GATES)
+def test_se_matches_equation(gate, alpha):
+    block = IgnoreSqueezeExcite(24, gate=gate, alpha=alpha)
+    _check_against_reference(block, se_reference, (3, 24, 5, 7), gate, alpha)
 
 
-@pytest.mark.parametrize('variant,alpha', GATES)
-def test_cbam_matches_equation(variant, alpha):
-    block = IgnoreCbam(24, variant=variant, alpha=alpha)
-    _check_against_reference(block, cbam_reference, (3, 24, 9, 6), variant, alpha)
+@pytest.mark.parametrize('gate,alpha', GATES)
+def test_cbam_matches_equation(gate, alpha):
+    block = IgnoreCbam(24, gate=gate, alpha=alpha)
+    _check_against_reference(block, cbam_reference, (3, 24, 9, 6), gate, alpha)
 
 
 def test_cbam_max_gradient_with_ties():
     """Tied maxima (e.g. after ReLU zeros) must get the gradient autograd's max reference gives them."""
-    block = IgnoreCbam(16, variant='ign3')
+    block = IgnoreCbam(16, gate='ign3')
     _randomise(block)
     block = block.double()
     x = torch.relu(torch.randn(2, 16, 6, 6, dtype=torch.float64)) * 0 + 1.0  # every position ties
@@ -94,10 +95,22 @@ def test_cbam_max_gradient_with_ties():
 def test_reduction_and_parameter_count(cls):
     block = cls(64)
     assert block.fc1.out_features == 8 and block.fc1.bias is not None and block.fc2.bias is not None
-    twins = [cls(64, variant=v, alpha=a) for v, a in GATES]
+    twins = [cls(64, gate=v, alpha=a) for v, a in GATES]
     counts = {sum(p.numel() for p in b.parameters()) for b in twins}
     assert len(counts) == 1, 'an ignore block must have exactly the parameters of its explicit twin'
-    assert cls(64, reduction=4).fc1.out_features == 16
+    assert cls(64, rd_ratio=1 / 4).fc1.out_features == 16
+    assert cls(64, rd_channels=5).fc1.out_features == 5
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(rd_ratio=1 / 16), dict(rd_ratio=0.3), dict(rd_ratio=1 / 8, rd_divisor=8), dict(rd_channels=12)])
+@pytest.mark.parametrize('ours,timms', [(IgnoreSqueezeExcite, SEModule), (IgnoreCbam, CbamModule)])
+def test_hidden_width_is_timms_for_timms_arguments(ours, timms, kwargs):
+    """The blocks take timm's rd_* arguments and size the MLP exactly as timm's own module does."""
+    kwargs = {'rd_divisor': 1, **kwargs}
+    theirs = timms(40, **kwargs)
+    theirs_fc1 = theirs.fc1 if timms is SEModule else theirs.channel.fc1
+    assert ours(40, **kwargs).fc1.out_features == theirs_fc1.out_channels
 
 
 def test_cbam_spatial_conv_is_paper_faithful():
@@ -129,13 +142,13 @@ def test_factory_kwargs(cls):
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_plugs_into_timm_attn_hook(cls):
-    block = create_attn(functools.partial(cls, variant='ign1', alpha=0.8), 32)
-    assert isinstance(block, cls) and block.gate.variant == 'ign1' and block.gate.alpha == 0.8
+    block = create_attn(functools.partial(cls, gate='ign1', alpha=0.8), 32)
+    assert isinstance(block, cls) and block.gate.name == 'ign1' and block.gate.alpha == 0.8
 
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_bfloat16_forward_backward(cls):
-    block = cls(32, variant='ign2').to(torch.bfloat16)
+    block = cls(32, gate='ign2').to(torch.bfloat16)
     x = torch.randn(2, 32, 8, 8, dtype=torch.bfloat16, requires_grad=True)
     out = block(x)
     out.float().sum().backward()
@@ -143,11 +156,12 @@ def test_bfloat16_forward_backward(cls):
 
 
 @pytest.mark.parametrize('kwargs,error', [
-    (dict(variant='ign5'), 'Unknown gate variant'),
-    (dict(variant='ign2', alpha=0.5), 'takes no alpha'),
-    (dict(reduction=0), 'positive integer'),
-    (dict(reduction=2.5), 'positive integer'),
-    (dict(reduction=64), 'leaves no hidden channel'),
+    (dict(gate='ign5'), 'Unknown gate'),
+    (dict(gate='ign2', alpha=0.5), 'takes no alpha'),
+    (dict(rd_ratio=0), 'positive number'),
+    (dict(rd_ratio='1/8'), 'positive number'),
+    (dict(rd_channels=2.5), 'positive integer'),
+    (dict(rd_divisor=0), 'positive integer'),
 ])
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_bad_block_arguments(cls, kwargs, error):
@@ -157,21 +171,21 @@ def test_bad_block_arguments(cls, kwargs, error):
 
 def test_cbam_even_kernel_refused():
     with pytest.raises(ValueError, match='odd'):
-        IgnoreCbam(32, kernel_size=6)
+        IgnoreCbam(32, spatial_kernel_size=6)
 
 
-@pytest.mark.parametrize('variant,alpha', GATES)
-def test_mmtm_matches_equation(variant, alpha):
+@pytest.mark.parametrize('gate,alpha', GATES)
+def test_mmtm_matches_equation(gate, alpha):
     torch.manual_seed(0)
-    block = IgnoreMmtm(12, 20, ratio=4, variant=variant, alpha=alpha).double()
+    block = IgnoreMmtm(12, 20, ratio=4, gate=gate, alpha=alpha).double()
     _randomise(block)
     video = torch.randn(2, 12, 3, 4, 4, dtype=torch.float64)  # (N, C, T, H, W)
     skeleton = torch.randn(2, 20, 7, dtype=torch.float64)  # (N, C, T)
     out_a, out_b = block(video, skeleton)
     assert block.fc_squeeze.out_features == int(2 * 32 / 4)
     joint = F.relu(block.fc_squeeze(torch.cat([video.mean((2, 3, 4)), skeleton.mean(2)], 1)))
-    torch.testing.assert_close(out_a, video * flip(block.fc_a(joint), variant, alpha)[:, :, None, None, None])
-    torch.testing.assert_close(out_b, skeleton * flip(block.fc_b(joint), variant, alpha)[:, :, None])
+    torch.testing.assert_close(out_a, video * flip(block.fc_a(joint), gate, alpha)[:, :, None, None, None])
+    torch.testing.assert_close(out_b, skeleton * flip(block.fc_b(joint), gate, alpha)[:, :, None])
 
 
 def test_mmtm_vectors_and_bad_ratio():
@@ -190,11 +204,11 @@ def _grads(block, x, grad_out):
 
 
 @pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize('variant,alpha', [('explicit', None), ('ign1', 0.5), ('ign2', None), ('ign3', None)])
+@pytest.mark.parametrize('gate,alpha', [('explicit', None), ('ign1', 0.5), ('ign2', None), ('ign3', None)])
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
-def test_fused_backward_matches_plain_autograd(cls, variant, alpha, memory_format):
+def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format):
     torch.manual_seed(0)
-    block = cls(32, variant=variant, alpha=alpha)
+    block = cls(32, gate=gate, alpha=alpha)
     _randomise(block)
     x = torch.randn(4, 32, 10, 12).to(memory_format=memory_format)
     grad_out = torch.randn_like(x)
@@ -209,7 +223,7 @@ def test_fused_backward_matches_plain_autograd(cls, variant, alpha, memory_forma
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_fused_backward_under_bfloat16_autocast(cls):
     torch.manual_seed(0)
-    block = cls(32, variant='ign2')
+    block = cls(32, gate='ign2')
     _randomise(block)
     x = torch.randn(2, 32, 8, 8).bfloat16()
     grad_out = torch.randn_like(x)
@@ -251,7 +265,7 @@ def test_double_backward_needs_plain_path(cls):
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_inference_path_matches_training_path(cls):
-    block = cls(16, variant='ign1', alpha=0.8)
+    block = cls(16, gate='ign1', alpha=0.8)
     _randomise(block)
     x = torch.randn(2, 16, 7, 7)
     with torch.no_grad():
@@ -263,7 +277,7 @@ def test_inference_path_matches_training_path(cls):
 def test_ign3_is_explicit_with_the_last_layer_negated(cls):
     """sigmoid(-z) = sigmoid(z') with z' = -z: the README's note on why Ign3, Ign1(1) and explicit train alike."""
     torch.manual_seed(0)
-    ign3, explicit = cls(16, variant='ign3'), cls(16)
+    ign3, explicit = cls(16, gate='ign3'), cls(16)
     _randomise(ign3)
     explicit.load_state_dict(ign3.state_dict())
     with torch.no_grad():

@@ -60,12 +60,12 @@ def test_structure_matches_name(name):
     assert len(blocks) == EXPECTED_ATTENTION_BLOCKS[spec.family.name]
     for block in blocks:
         assert type(block) is ATTENTION_TYPES[spec.attn]
-        assert block.gate.variant == spec.gate.variant
+        assert block.gate.name == spec.gate.name
         assert block.gate.alpha == (1.0 if spec.gate.alpha is None else spec.gate.alpha)
         assert block.fc1.out_features == block.fc1.in_features // 8
 
 
-@pytest.mark.parametrize('name', [n for n, s in MODELS.items() if s.attn and s.gate.variant != 'explicit'])
+@pytest.mark.parametrize('name', [n for n, s in MODELS.items() if s.attn and s.gate.name != 'explicit'])
 def test_ignore_variant_costs_what_its_twin_costs(name):
     assert num_params(meta_model(name)) == num_params(meta_model(MODELS[name].twin.name))
 
@@ -132,19 +132,19 @@ def test_every_family_is_in_the_table():
 
 
 def test_kwargs_override_attention():
-    model = meta_model('cifar_resnet50_se_ign1_a08', variant='ign2', reduction=4)
+    model = meta_model('cifar_resnet50_se_ign1_a08', gate='ign2', rd_ratio=1 / 4)
     block = attention_blocks(model)[0]
-    assert block.gate.variant == 'ign2' and block.fc1.out_features == 16 // 4
+    assert block.gate.name == 'ign2' and block.fc1.out_features == 16 // 4
     block = attention_blocks(meta_model('densenet_cbam_ign1', alpha=0.3))[0]
-    assert block.gate.variant == 'ign1' and block.gate.alpha == 0.3
+    assert block.gate.name == 'ign1' and block.gate.alpha == 0.3
 
 
 @pytest.mark.parametrize('kwargs,error,match', [
-    (dict(variant='ign9'), ValueError, 'allowed: explicit, ign1, ign2, ign3'),
+    (dict(gate='ign9'), ValueError, 'allowed: explicit, ign1, ign2, ign3'),
     (dict(alpha=1.2), ValueError, r'\[0, 1\]'),
-    (dict(variant='ign3', alpha=0.5), ValueError, 'takes no alpha'),
-    (dict(reduction=0), ValueError, 'positive integer'),
-    (dict(reduction=32), ValueError, 'no hidden channel'),
+    (dict(gate='ign3', alpha=0.5), ValueError, 'takes no alpha'),
+    (dict(rd_ratio=0), ValueError, 'positive number'),
+    (dict(rd_ratio='1/8'), ValueError, 'positive number'),
     (dict(not_a_model_arg=1), TypeError, 'not_a_model_arg'),
 ])
 def test_bad_model_kwargs(kwargs, error, match):
@@ -160,7 +160,7 @@ def test_alpha_on_a_gate_without_one_is_refused():
 @pytest.mark.parametrize('name', ['cifar_resnet50', 'densenet'])
 def test_plain_networks_take_no_attention_kwargs(name):
     with pytest.raises(TypeError, match='has no attention block'):
-        meta_model(name, variant='ign3')
+        meta_model(name, gate='ign3')
 
 
 def test_ign3_equals_ign1_alpha1_from_identical_weights():

@@ -25,7 +25,7 @@ def test_quick_start_runs():
     assert namespace['explore'].layer1[0].se.gate.alpha == 0.3
     for name in ('seresnet', 'resnet'):
         gates = [m for m in namespace[name].modules() if type(m).__name__ == 'IgnoreGate']
-        assert len(gates) == 16 and all(g.variant == 'ign3' for g in gates)
+        assert len(gates) == 16 and all(g.name == 'ign3' for g in gates)
 
 
 def test_test_command_is_the_one_ci_runs():

@@ -7,11 +7,11 @@ Importing this package registers every model of the paper in timm's model regist
 
     model = timm.create_model('resnet50_se_ign3')
 """
-from .layers import GATE_VARIANTS, IgnoreCbam, IgnoreGate, IgnoreMmtm, IgnoreSqueezeExcite, ignore_gate
+from .layers import GATE_NAMES, IgnoreCbam, IgnoreGate, IgnoreMmtm, IgnoreSqueezeExcite, ignore_gate
 from .models import MODELS, CifarDenseNet, CifarResNet, IgnoreResNet
 from .version import __version__
 
 __all__ = [
-    'GATE_VARIANTS', 'IgnoreCbam', 'IgnoreGate', 'IgnoreMmtm', 'IgnoreSqueezeExcite', 'ignore_gate',
+    'GATE_NAMES', 'IgnoreCbam', 'IgnoreGate', 'IgnoreMmtm', 'IgnoreSqueezeExcite', 'ignore_gate',
     'MODELS', 'CifarDenseNet', 'CifarResNet', 'IgnoreResNet', '__version__',
 ]

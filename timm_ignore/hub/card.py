@@ -102,7 +102,7 @@ def render_card(c: CardInputs) -> str:
     r, name, ckpt = c.result, f'{c.spec.name}.{c.tag}', c.checkpoint
     attention = 'no attention'
     if c.spec.attn is not None:
-        attention = f'{c.spec.attn.upper()} attention, {c.spec.gate.variant} gate'
+        attention = f'{c.spec.attn.upper()} attention, {c.spec.gate.name} gate'
     results = '\n'.join(
         f'| {label} | {getattr(r, field):.2f} | {_paper_cell(c.paper.get(field))} |' for field, _, label in _METRICS)
     which = 'EMA weights' if ckpt.ema else 'weights'

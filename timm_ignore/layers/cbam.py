@@ -9,7 +9,7 @@ from torch.autograd.function import once_differentiable
 
 from .fused_backward import small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
-from .reduction import reduced_channels
+from .reduction import PAPER_RD_RATIO, reduced_channels
 
 __all__ = ['IgnoreCbam']
 
@@ -20,35 +20,40 @@ class IgnoreCbam(nn.Module):
 
     Channel attention first: a shared MLP on the spatially average- and max-pooled vectors, outputs summed, gated
     by ``T``, multiplied channel-wise. Spatial attention second, on the channel-attended map: channel mean and max,
-    a ``kernel_size`` convolution to one map (no bias, no norm), gated by the same ``T``, multiplied pixel-wise.
+    a ``spatial_kernel_size`` convolution to one map (no bias, no norm), gated by the same ``T``, multiplied pixel-wise.
 
-    Differs from timm's ``CbamModule`` where the paper does: the MLP has biases, reduction is 8, the spatial
-    convolution has no BatchNorm and is He-normal initialised, and both gates use the flip. The first positional
-    argument is ``channels`` so the class plugs into timm's ``attn_layer`` hooks.
+    Differs from timm's ``CbamModule`` where the paper does: the MLP has biases, reduction is 8 (``rd_ratio=1/8``), the
+    spatial convolution has no BatchNorm and is He-normal initialised, and both gates use the flip. ``channels``,
+    ``rd_ratio``, ``rd_channels``, ``rd_divisor`` and ``spatial_kernel_size`` mean what they mean in timm's
+    ``CbamModule``, so the class plugs into timm's ``attn_layer`` hooks.
 
     Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`); set
     ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
 
     Args:
         channels: Channels of the attended feature map.
-        reduction: Hidden width of the channel MLP is ``channels // reduction``.
-        kernel_size: Spatial convolution size (odd, 'same' padding).
-        variant: Gate variant applied to both gates, see :class:`~timm_ignore.IgnoreGate`.
+        rd_ratio: Hidden width of the channel MLP is ``channels * rd_ratio`` (the paper: ``channels // 8``).
+        rd_channels: Hidden width, overriding ``rd_ratio``.
+        rd_divisor: Round the hidden width to a multiple of this (timm's ``make_divisible``).
+        spatial_kernel_size: Spatial convolution size (odd, 'same' padding).
+        gate: The flip applied to both gates, see :class:`~timm_ignore.IgnoreGate`.
         alpha: ``ign1`` strength, see :class:`~timm_ignore.IgnoreGate`.
         act_layer: Activation inside the channel MLP.
         device: Factory device for the parameters.
         dtype: Factory dtype for the parameters.
 
     Raises:
-        ValueError: Bad gate arguments, a reduction that leaves no hidden channel, or an even kernel size.
+        ValueError: Bad gate or reduction arguments, or an even kernel size.
     """
 
     def __init__(
             self,
             channels: int,
-            reduction: int = 8,
-            kernel_size: int = 7,
-            variant: str = 'explicit',
+            rd_ratio: float = PAPER_RD_RATIO,
+            rd_channels: Optional[int] = None,
+            rd_divisor: int = 1,
+            spatial_kernel_size: int = 7,
+            gate: str = 'explicit',
             alpha: Optional[float] = None,
             act_layer: type[nn.Module] = nn.ReLU,
             device: Optional[torch.device] = None,
@@ -56,14 +61,15 @@ class IgnoreCbam(nn.Module):
     ) -> None:
         dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f'kernel_size must be a positive odd integer for same padding, got {kernel_size}.')
-        self.gate = IgnoreGate(variant, alpha)
-        hidden = reduced_channels(channels, reduction)
+        if spatial_kernel_size < 1 or spatial_kernel_size % 2 == 0:
+            raise ValueError(
+                f'spatial_kernel_size must be a positive odd integer for same padding, got {spatial_kernel_size}.')
+        self.gate = IgnoreGate(gate, alpha)
+        hidden = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.fc1 = nn.Linear(channels, hidden, **dd)
         self.act = act_layer(inplace=True)
         self.fc2 = nn.Linear(hidden, channels, **dd)
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False, **dd)
+        self.conv = nn.Conv2d(2, 1, spatial_kernel_size, padding=spatial_kernel_size // 2, bias=False, **dd)
         self.fused_backward = True
         self.reset_parameters()
 

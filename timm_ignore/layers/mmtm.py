@@ -31,7 +31,7 @@ class IgnoreMmtm(nn.Module):
         channels_a: Channels of the first stream.
         channels_b: Channels of the second stream.
         ratio: Reduction ratio of the joint representation (4 in the MMTM authors' NTU-RGBD model).
-        variant: Gate variant, see :class:`~timm_ignore.IgnoreGate`.
+        gate: The flip, see :class:`~timm_ignore.IgnoreGate`.
         alpha: ``ign1`` strength, see :class:`~timm_ignore.IgnoreGate`.
         device: Factory device for the parameters.
         dtype: Factory dtype for the parameters.
@@ -45,7 +45,7 @@ class IgnoreMmtm(nn.Module):
             channels_a: int,
             channels_b: int,
             ratio: float = 4,
-            variant: str = 'explicit',
+            gate: str = 'explicit',
             alpha: Optional[float] = None,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
@@ -57,7 +57,7 @@ class IgnoreMmtm(nn.Module):
         joint = int(2 * (channels_a + channels_b) / ratio)
         if joint < 1:
             raise ValueError(f'ratio {ratio} leaves no joint channel for {channels_a} + {channels_b} channels.')
-        self.gate = IgnoreGate(variant, alpha)
+        self.gate = IgnoreGate(gate, alpha)
         self.fc_squeeze = nn.Linear(channels_a + channels_b, joint, **dd)
         self.act = nn.ReLU(inplace=True)
         self.fc_a = nn.Linear(joint, channels_a, **dd)

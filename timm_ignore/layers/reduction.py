@@ -1,31 +1,49 @@
-"""Hidden width of an attention block's bottleneck MLP."""
+"""Hidden width of an attention block's bottleneck MLP, from timm's ``rd_ratio`` / ``rd_channels`` / ``rd_divisor``."""
+from typing import Optional
 
-__all__ = ['reduced_channels', 'validate_reduction']
+from timm.layers import make_divisible
 
+__all__ = ['PAPER_RD_RATIO', 'reduced_channels', 'validate_rd_ratio']
 
-def validate_reduction(reduction: int) -> int:
-    """Return ``reduction`` if it is a positive integer.
-
-    Raises:
-        ValueError: ``reduction`` is not a positive integer.
-    """
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise ValueError(f'reduction must be a positive integer, got {reduction!r}.')
-    return reduction
+#: The paper's reduction, r = 8 (the authors' code), as timm's ``rd_ratio``.
+PAPER_RD_RATIO = 1 / 8
 
 
-def reduced_channels(channels: int, reduction: int) -> int:
-    """Return ``channels // reduction``, the paper's hidden width, refusing widths the block cannot have.
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
-    Args:
-        channels: Input channels of the block.
-        reduction: Reduction ratio r (the paper uses 8).
+
+def validate_rd_ratio(rd_ratio: float) -> float:
+    """Return ``rd_ratio`` if it is a positive number.
 
     Raises:
-        ValueError: ``reduction`` is not a positive integer, or leaves no hidden channel.
+        ValueError: ``rd_ratio`` is not a positive number.
     """
-    hidden = channels // validate_reduction(reduction)
-    if hidden < 1:
-        raise ValueError(f'reduction {reduction} leaves no hidden channel for {channels} channels; '
-                         f'use a reduction of at most {channels}.')
-    return hidden
+    if isinstance(rd_ratio, bool) or not isinstance(rd_ratio, (int, float)) or not rd_ratio > 0:
+        raise ValueError(f'rd_ratio must be a positive number (the paper uses 1/8), got {rd_ratio!r}.')
+    return rd_ratio
+
+
+def reduced_channels(
+        channels: int,
+        rd_ratio: float = PAPER_RD_RATIO,
+        rd_channels: Optional[int] = None,
+        rd_divisor: int = 1,
+) -> int:
+    """Return the hidden width of a block's MLP the way timm's ``SEModule`` / ``CbamModule`` compute it.
+
+    ``rd_channels`` wins when given; otherwise ``channels * rd_ratio`` rounded to a multiple of ``rd_divisor`` with
+    timm's ``make_divisible`` (at least ``rd_divisor``). With the defaults this is the paper's ``channels // 8`` for
+    every channel count that is a multiple of 8, as in all of the paper's networks.
+
+    Raises:
+        ValueError: ``rd_ratio`` is not a positive number, or ``rd_channels`` / ``rd_divisor`` not a positive integer.
+    """
+    if rd_channels is not None:
+        if not _is_positive_int(rd_channels):
+            raise ValueError(f'rd_channels must be a positive integer, got {rd_channels!r}.')
+        return rd_channels
+    validate_rd_ratio(rd_ratio)
+    if not _is_positive_int(rd_divisor):
+        raise ValueError(f'rd_divisor must be a positive integer, got {rd_divisor!r}.')
+    return make_divisible(channels * rd_ratio, rd_divisor)

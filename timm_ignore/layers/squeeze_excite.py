@@ -8,41 +8,46 @@ from torch.autograd.function import once_differentiable
 
 from .fused_backward import small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
-from .reduction import reduced_channels
+from .reduction import PAPER_RD_RATIO, reduced_channels
 
 __all__ = ['IgnoreSqueezeExcite']
 
 
 @register_notrace_module  # FX traces it as a leaf: its training path is an autograd.Function
 class IgnoreSqueezeExcite(nn.Module):
-    """SE block whose mask is ``T(fc2(relu(fc1(mean_hw(x)))))`` for the flip ``T`` chosen by ``variant``.
+    """SE block whose mask is ``T(fc2(relu(fc1(mean_hw(x)))))`` for the flip ``T`` chosen by ``gate``.
 
-    Differs from timm's ``SEModule`` where the paper does: reduction 8 (not 1/16, no rounding to a divisor),
-    fully connected layers initialised ``normal(0, 0.01)`` with zero bias (the authors' initialisation), and the
-    flip applied to the logits. The first positional argument is ``channels`` so the class plugs into timm's
-    ``attn_layer`` hooks, e.g. ``functools.partial(IgnoreSqueezeExcite, variant='ign3')``.
+    Differs from timm's ``SEModule`` where the paper does: reduction 8 (``rd_ratio=1/8``, not 1/16, and no rounding
+    to a divisor of 8), fully connected layers initialised ``normal(0, 0.01)`` with zero bias (the authors'
+    initialisation), and the flip applied to the logits. ``channels``, ``rd_ratio``, ``rd_channels`` and
+    ``rd_divisor`` mean what they mean in timm's ``SEModule``, so the class plugs into timm's ``attn_layer`` hooks,
+    e.g. ``functools.partial(IgnoreSqueezeExcite, gate='ign3')``.
 
     Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`); set
     ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
 
     Args:
         channels: Channels of the attended feature map.
-        reduction: Hidden width is ``channels // reduction``.
-        variant: Gate variant, see :class:`~timm_ignore.IgnoreGate`.
+        rd_ratio: Hidden width is ``channels * rd_ratio`` (the paper: ``channels // 8``).
+        rd_channels: Hidden width, overriding ``rd_ratio``.
+        rd_divisor: Round the hidden width to a multiple of this (timm's ``make_divisible``).
+        gate: The flip, see :class:`~timm_ignore.IgnoreGate`.
         alpha: ``ign1`` strength, see :class:`~timm_ignore.IgnoreGate`.
         act_layer: Activation between the two fully connected layers.
         device: Factory device for the parameters.
         dtype: Factory dtype for the parameters.
 
     Raises:
-        ValueError: Bad gate arguments, or a reduction that leaves no hidden channel.
+        ValueError: Bad gate or reduction arguments.
     """
 
     def __init__(
             self,
             channels: int,
-            reduction: int = 8,
-            variant: str = 'explicit',
+            rd_ratio: float = PAPER_RD_RATIO,
+            rd_channels: Optional[int] = None,
+            rd_divisor: int = 1,
+            gate: str = 'explicit',
             alpha: Optional[float] = None,
             act_layer: type[nn.Module] = nn.ReLU,
             device: Optional[torch.device] = None,
@@ -50,8 +55,8 @@ class IgnoreSqueezeExcite(nn.Module):
     ) -> None:
         dd = {'device': device, 'dtype': dtype}
         super().__init__()
-        self.gate = IgnoreGate(variant, alpha)
-        hidden = reduced_channels(channels, reduction)
+        self.gate = IgnoreGate(gate, alpha)
+        hidden = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.fc1 = nn.Linear(channels, hidden, **dd)
         self.act = act_layer(inplace=True)
         self.fc2 = nn.Linear(hidden, channels, **dd)

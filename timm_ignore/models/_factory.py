@@ -7,29 +7,29 @@ from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 from ..layers import IgnoreCbam, IgnoreSqueezeExcite, resolve_gate
-from ..layers.reduction import validate_reduction
+from ..layers.reduction import PAPER_RD_RATIO, validate_rd_ratio
 from ._pretrained import guard_pretrained
 from .zoo import ModelSpec, family_models, pretrained_cfgs
 
 __all__ = ['ATTENTION_KWARGS', 'pop_attention_layer', 'register_family']
 
 #: Model kwargs that override the attention of a model for exploration.
-ATTENTION_KWARGS = ('variant', 'alpha', 'reduction')
+ATTENTION_KWARGS = ('gate', 'alpha', 'rd_ratio')
 _ATTENTION_LAYERS = {'se': IgnoreSqueezeExcite, 'cbam': IgnoreCbam}
 
 
 def pop_attention_layer(spec: ModelSpec, kwargs: dict[str, Any]) -> Optional[Callable[..., nn.Module]]:
     """Remove the attention overrides from ``kwargs`` and return the attention layer factory of a model.
 
-    ``variant`` replaces the gate variant of the name (and drops the name's alpha), ``alpha`` the ign1 strength,
-    ``reduction`` the MLP reduction ratio (default 8).
+    ``gate`` replaces the gate of the name (and drops the name's alpha), ``alpha`` the ign1 strength, ``rd_ratio``
+    the MLP reduction ratio as in timm's attention modules (default 1/8, the paper's).
 
     Returns:
         A factory taking ``channels`` (and ``device``/``dtype``), or None for a plain network.
 
     Raises:
         TypeError: An override given to a plain network, which has no attention block.
-        ValueError: Unknown variant, alpha out of range or for a variant without one, or a bad reduction.
+        ValueError: Unknown gate, alpha out of range or for a gate without one, or a bad rd_ratio.
     """
     overrides = {k: kwargs.pop(k) for k in ATTENTION_KWARGS if k in kwargs}
     if spec.attn is None:
@@ -38,13 +38,13 @@ def pop_attention_layer(spec: ModelSpec, kwargs: dict[str, Any]) -> Optional[Cal
                 f'{spec.name} has no attention block, so it takes no {", ".join(sorted(overrides))} argument; '
                 f'use one of its attention variants, e.g. {spec.name}_se_ign3.')
         return None
-    if 'variant' in overrides:
-        variant, alpha = overrides['variant'], overrides.get('alpha')
+    if 'gate' in overrides:
+        gate, alpha = overrides['gate'], overrides.get('alpha')
     else:
-        variant, alpha = spec.gate.variant, overrides.get('alpha', spec.gate.alpha)
-    resolve_gate(variant, alpha)
-    reduction = validate_reduction(overrides.get('reduction', 8))
-    return partial(_ATTENTION_LAYERS[spec.attn], reduction=reduction, variant=variant, alpha=alpha)
+        gate, alpha = spec.gate.name, overrides.get('alpha', spec.gate.alpha)
+    resolve_gate(gate, alpha)
+    rd_ratio = validate_rd_ratio(overrides.get('rd_ratio', PAPER_RD_RATIO))
+    return partial(_ATTENTION_LAYERS[spec.attn], rd_ratio=rd_ratio, gate=gate, alpha=alpha)
 
 
 def _entrypoint(spec: ModelSpec, module: str, create: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -59,7 +59,7 @@ def _entrypoint(spec: ModelSpec, module: str, create: Callable[..., nn.Module]) 
     if spec.attn is None:
         what = 'no attention'
     else:
-        gate = spec.gate.variant + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
+        gate = spec.gate.name + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
         what = f'{spec.attn.upper()} attention, {gate} gate'
     entrypoint.__doc__ = (
         f'{spec.family.description}: {what}.\n\n'

@@ -35,7 +35,7 @@ def _row(name: str) -> ModelRow:
     if spec.attn is None:
         gate = '-'
     else:
-        gate = spec.gate.variant + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
+        gate = spec.gate.name + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
     return ModelRow(
         name=name, attention=spec.attn.upper() if spec.attn else '-', gate=gate, tags=spec.family.datasets,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6, gflops=counter.get_total_flops() / 1e9,

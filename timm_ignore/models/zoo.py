@@ -1,4 +1,4 @@
-"""The model zoo table: the one source of truth for model names, attention variants, alphas and default cfgs.
+"""The model zoo table: the one source of truth for model names, attention gates, alphas and default cfgs.
 
 Every registered model, its pretrained tags and data config, the README table and the model cards come from the
 tuples below. A model name is ``{family}[_{attn}[{gate suffix}]]``; for example ``densenet_cbam_ign1_a08`` is the
@@ -23,13 +23,14 @@ ATTENTIONS = ('se', 'cbam')
 
 @dataclass(frozen=True)
 class GateSpec:
-    """A flip as it appears in model names: ``suffix`` is appended after the attention type."""
+    """A flip as it appears in model names: ``suffix`` is appended after the attention type, ``name`` is the
+    block's ``gate`` argument (one of ``timm_ignore.GATE_NAMES``)."""
     suffix: str
-    variant: str
-    alpha: Optional[float] = None  # None: the variant's default (1.0 for ign1)
+    name: str
+    alpha: Optional[float] = None  # None: the gate's default (1.0 for ign1)
 
 
-#: The gate variants the paper reports, in its table order. alpha = 1 has no ``_aXX`` suffix.
+#: The gates the paper reports, in its table order. alpha = 1 has no ``_aXX`` suffix.
 GATES = (
     GateSpec('', 'explicit'),
     GateSpec('_ign1', 'ign1'),
@@ -123,7 +124,7 @@ class ModelSpec:
         """The explicit-attention twin of an ignore model, the plain network of an explicit one, else None."""
         if self.attn is None:
             return None
-        if self.gate.variant != 'explicit':
+        if self.gate.name != 'explicit':
             return ModelSpec(self.family, self.attn, GATES[0])
         return ModelSpec(self.family)
 
