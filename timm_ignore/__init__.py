@@ -6,6 +6,8 @@ Importing this package registers every model of the paper in timm's model regist
     import timm_ignore  # noqa: F401  (registers the models)
 
     model = timm.create_model('resnet50_se_ign3')
+
+``convert_gates`` (flip the attention gates of any timm model, :mod:`timm_ignore.convert`) is loaded on first use.
 """
 from .layers import GATE_NAMES, IgnoreCbam, IgnoreGate, IgnoreMmtm, IgnoreSqueezeExcite, ignore_gate
 from .models import MODELS, CifarDenseNet, CifarResNet, IgnoreResNet
@@ -13,5 +15,14 @@ from .version import __version__
 
 __all__ = [
     'GATE_NAMES', 'IgnoreCbam', 'IgnoreGate', 'IgnoreMmtm', 'IgnoreSqueezeExcite', 'ignore_gate',
-    'MODELS', 'CifarDenseNet', 'CifarResNet', 'IgnoreResNet', '__version__',
+    'MODELS', 'CifarDenseNet', 'CifarResNet', 'IgnoreResNet', '__version__', 'convert_gates',
 ]
+
+_LAZY = {'convert_gates': 'convert'}
+
+
+def __getattr__(name: str):  # PEP 562: the conversion tools load on first use, not on import
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f'.{_LAZY[name]}', __name__), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
