@@ -11,6 +11,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'models': ('timm_ignore.cli.models', 'list the registered models (the zoo table)'),
     'prepare-cifar': ('timm_ignore.cli.prepare_cifar', "CIFAR archive -> ImageFolder tree with the paper's split"),
     'train': ('timm_ignore.cli.train', "train a recipe YAML on this machine with timm's library"),
+    'train-queue': ('timm_ignore.cli.train_queue', 'train many (model, seed) runs on one GPU, data held on it'),
     'compare': ('timm_ignore.cli.compare', 'train models side by side over seeds: results table and loss plot'),
     'plot-loss': ('timm_ignore.cli.plot_loss', "plot validation loss per epoch from summary.csv files (Figure 1)"),
     'grad-cam': ('timm_ignore.cli.grad_cam', 'Grad-CAM maps of several models side by side (Figure 2)'),

@@ -6,19 +6,17 @@ target and renamed into place when complete, so a failed run leaves no half-writ
 """
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import timm
 import yaml
 from timm.models import save_for_hf
 
 from ..evaluate import EvalResult, evaluate, find_split
 from ..models.zoo import DATASETS, get_model_spec
+from ..provenance import code_version
 from ..staging import staged_directory
-from ..version import __version__
 from .card import CardInputs, render_card
 from .checkpoint import create_from_checkpoint, read_checkpoint
 from .paper import paper_results
@@ -32,21 +30,6 @@ class PublishedFolder:
     path: Path
     model_name: str
     result: EvalResult
-
-
-def code_version() -> str:
-    """timm-ignore's version, with the git commit of its source checkout when there is one."""
-    source = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ['git', '-C', str(source), 'rev-parse', 'HEAD'], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ['git', '-C', str(source), 'status', '--porcelain', '--', 'timm_ignore'],
-            capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = '', ''
-    git = f', git {commit}{" (with uncommitted changes)" if dirty else ""}' if commit else ''
-    return f'timm-ignore {__version__}{git}, timm {timm.__version__}'
 
 
 def _split_tag(model_name: str, num_classes: Optional[int]) -> tuple[str, str]:

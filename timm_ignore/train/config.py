@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+from ..settings import setting_type_error
+
 __all__ = ['TrainConfig', 'SUPPORTED_KEYS', 'ConfigError']
 
 
@@ -166,12 +168,6 @@ _DEFAULTS = TrainConfig()
 
 
 def _check_type(key: str, value: Any) -> None:
-    default = getattr(_DEFAULTS, key)
-    if default is None:
-        return  # optional settings: the consumer (timm) validates them
-    expected = type(default)
-    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ConfigError(f'{key} must be a {expected.__name__} (default {default!r}), got {value!r}.')
+    error = setting_type_error(key, value, getattr(_DEFAULTS, key))
+    if error:
+        raise ConfigError(f'{error}.')

@@ -1,0 +1,186 @@
+"""The engine on a slice of the real CIFAR-10 (JPEG copy): outputs, resume after a kill, bad input, the CLI."""
+import csv
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from _engine_fixtures import write_cifar10_slice
+from timm_ignore.cli import main
+from timm_ignore.engine import EngineRecipe, QueueError, RunSpec, check_queue, run_queue
+from timm_ignore.engine.data import load_image_folder
+
+AUTHORS_RECIPE = pathlib.Path(__file__).resolve().parents[1] / 'train_scripts' / 'cifar10_authors.yaml'
+#: The authors' recipe shortened for tests: 3 epochs of 4 steps, a depth-8 CIFAR ResNet.
+SMALL = {'epochs': 3, 'batch_size': 64, 'validation_batch_size': 64, 'model_kwargs': {'depth': 8},
+         'decay_milestones': [2], 'amp': False}
+RUNS = [RunSpec('cifar_resnet50_se', 0), RunSpec('cifar_resnet50_cbam_ign3', 1)]
+
+
+@pytest.fixture(scope='module')
+def data_dir(shared_data, tmp_path_factory):
+    return write_cifar10_slice(shared_data, tmp_path_factory.mktemp('cifar10'), 256, 128, 128)
+
+
+@pytest.fixture(scope='module')
+def recipe_file(tmp_path_factory):
+    values = yaml.safe_load(AUTHORS_RECIPE.read_text())
+    values.update(SMALL)
+    path = tmp_path_factory.mktemp('recipe') / 'small.yaml'
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _queue_script(recipe_file, data_dir, output) -> list[str]:
+    code = (
+        'import pathlib, sys, torch\n'
+        'from timm_ignore.engine import EngineRecipe, RunSpec, run_queue\n'
+        'torch.set_num_threads(1)\n'
+        f'recipe = EngineRecipe.from_yaml({str(recipe_file)!r})\n'
+        f'runs = [RunSpec(m, s) for m, s in {[(r.model, r.seed) for r in RUNS]!r}]\n'
+        f'run_queue(runs, recipe, pathlib.Path({str(data_dir)!r}), pathlib.Path({str(output)!r}), torch.device("cpu"),'
+        ' recipe_name="small.yaml", log=lambda line: print(line, flush=True))\n')
+    return [sys.executable, '-c', code]
+
+
+def _run_to_end(recipe_file, data_dir, output) -> str:
+    done = subprocess.run(_queue_script(recipe_file, data_dir, output), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope='module')
+def reference(recipe_file, data_dir, tmp_path_factory):
+    """The queue trained without interruption (in a subprocess, as the killed one)."""
+    output = tmp_path_factory.mktemp('reference')
+    _run_to_end(recipe_file, data_dir, output)
+    return output
+
+
+def test_run_folder_has_train_py_layout_and_a_record(reference, data_dir):
+    run_dir = reference / RUNS[0].name
+    assert {'args.yaml', 'summary.csv', 'last.pth.tar', 'model_best.pth.tar', 'run.json'} <= set(os.listdir(run_dir))
+    with open(run_dir / 'summary.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r['epoch']) for r in rows] == [0, 1, 2]
+    assert set(rows[0]) == {'epoch', 'train_loss', 'eval_loss', 'eval_top1', 'eval_top5', 'lr'}
+    assert [float(r['lr']) for r in rows] == pytest.approx([0.1, 0.02, 0.02])  # milestone 2: from epoch index 1
+    record = json.loads((run_dir / 'run.json').read_text())
+    best = max(range(3), key=lambda i: float(rows[i]['eval_top1']))
+    assert record['best_epoch'] == best
+    assert record['val_top1_err'] == pytest.approx(100 - float(rows[best]['eval_top1']), abs=1e-3)
+    assert 0 <= record['test_top1_err'] <= 100 and record['images'] == {'train': 256, 'validation': 128, 'test': 128}
+    assert record['recipe'] == 'small.yaml' and record['train_images_per_s'] > 0 and record['wall_time_s'] > 0
+    for key in ('device', 'code_version', 'torch', 'timm', 'recipe_fingerprint'):
+        assert record[key]
+    args = yaml.safe_load((run_dir / 'args.yaml').read_text())
+    assert args['model'] == RUNS[0].model and args['model_kwargs'] == {'depth': 8} and args['num_classes'] == 10
+    best_checkpoint = torch.load(run_dir / 'model_best.pth.tar', weights_only=True)
+    assert best_checkpoint['epoch'] == best and best_checkpoint['arch'] == RUNS[0].model
+
+
+def test_run_folder_is_read_by_the_project_checkpoint_tools(reference):
+    from timm_ignore.hub.checkpoint import create_from_checkpoint, read_checkpoint
+    checkpoint = read_checkpoint(reference / RUNS[1].name)
+    model = create_from_checkpoint(f'{RUNS[1].model}.cifar10', checkpoint)
+    best = torch.load(reference / RUNS[1].name / 'model_best.pth.tar', weights_only=True)['state_dict']
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
+
+
+def test_killed_queue_resumes_to_the_uninterrupted_result(reference, recipe_file, data_dir, tmp_path):
+    """Killed (SIGKILL) in the middle of the first run, then started again: bit-identical runs, each trained once."""
+    output = tmp_path / 'queue'
+    process = subprocess.Popen(_queue_script(recipe_file, data_dir, output), stdout=subprocess.PIPE, text=True)
+    first_epoch = output / RUNS[0].name / 'last.pth.tar'
+    deadline = time.monotonic() + 300
+    while not first_epoch.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output / RUNS[0].name / 'run.json').exists(), 'killed too late to test a resume'
+    log = _run_to_end(recipe_file, data_dir, output)
+    assert '0 of 2 runs already finished' in log
+    for run in RUNS:
+        ours, theirs = output / run.name, reference / run.name
+        assert (ours / 'summary.csv').read_text() == (theirs / 'summary.csv').read_text()
+        for name in ('last.pth.tar', 'model_best.pth.tar'):
+            a = torch.load(ours / name, weights_only=True)['state_dict']
+            b = torch.load(theirs / name, weights_only=True)['state_dict']
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (run.name, name)
+        ours_record, their_record = (json.loads((d / 'run.json').read_text()) for d in (ours, theirs))
+        for key in ('best_epoch', 'val_top1_err', 'test_top1_err', 'test_loss'):
+            assert ours_record[key] == their_record[key]
+    # a finished queue is not trained again
+    stamps = {run: (output / run.name / 'run.json').stat().st_mtime_ns for run in RUNS}
+    log = _run_to_end(recipe_file, data_dir, output)
+    assert '2 of 2 runs already finished' in log
+    assert stamps == {run: (output / run.name / 'run.json').stat().st_mtime_ns for run in RUNS}
+
+
+def test_data_is_decoded_in_timm_class_order(data_dir):
+    data = load_image_folder(data_dir)
+    assert data.classes[0] == 'airplane' and len(data.classes) == 10
+    assert data.train.images.shape == (256, 32, 32, 3) and data.train.images.dtype == torch.uint8
+    assert data.mean_image.shape == (3, 32, 32)
+    assert torch.allclose(data.mean_image.double(),
+                          data.train.images.double().mean(0).permute(2, 0, 1) / 255, atol=1e-6)
+
+
+def _check(recipe=None, runs=RUNS, data_dir=None, output=None, device='cpu', parallel=1):
+    check_queue(runs, recipe or EngineRecipe(), data_dir, output, torch.device(device), parallel)
+
+
+def test_bad_input_is_refused_before_any_work(data_dir, reference, tmp_path):
+    with pytest.raises(QueueError, match='unknown model cifar_resnet51'):
+        _check(runs=[RunSpec('cifar_resnet51', 0)], data_dir=data_dir, output=tmp_path / 'q')
+    with pytest.raises(QueueError, match='does not exist'):
+        _check(data_dir=tmp_path / 'nothing', output=tmp_path / 'q')
+    (tmp_path / 'flat' / 'train' / 'cat').mkdir(parents=True)
+    with pytest.raises(QueueError, match='has no validation/'):
+        _check(data_dir=tmp_path / 'flat', output=tmp_path / 'q')
+    with pytest.raises(QueueError, match='has 10 classes but the recipe trains num_classes: 100'):
+        _check(recipe=EngineRecipe(num_classes=100), data_dir=data_dir, output=tmp_path / 'q')
+    with pytest.raises(QueueError, match='holds a queue of another recipe'):
+        _check(recipe=EngineRecipe(epochs=4), data_dir=data_dir, output=reference)
+    with pytest.raises(QueueError, match='no CUDA GPU'):
+        if torch.cuda.is_available():
+            pytest.skip('this machine has a GPU')
+        _check(data_dir=data_dir, output=tmp_path / 'q', device='cuda')
+    assert not (tmp_path / 'q').exists()  # nothing was created
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--models', 'densenet_se*', '--config', 'missing.yaml'], 'cannot read recipe'),
+    (['--models', 'no_such_model_*'], "matches no zoo model"),
+    (['--models', 'cifar_resnet50', '--epochs', '0'], 'epochs must be at least 1'),
+])
+def test_cli_errors_are_one_line(argv, message, data_dir, tmp_path, capsys):
+    base = ['train-queue', '--config', str(AUTHORS_RECIPE), '--data-dir', str(data_dir), '--output', str(tmp_path)]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and '\n' not in err and 'Traceback' not in err
+
+
+def test_cli_zoo_tag_is_the_papers_cifar10_rows():
+    from timm_ignore.cli.train_queue import _model_names
+
+    class Args:
+        zoo, models = 'cifar10', None
+    names = _model_names(Args)
+    assert len(names) == 26 and len({n.split('_')[0] for n in names}) == 2
+
+
+def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
+    lines = []
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    records = run_queue(RUNS, recipe, data_dir, tmp_path, torch.device('cpu'), parallel=2, log=lines.append)
+    assert [(r['model'], r['seed']) for r in records] == [(r.model, r.seed) for r in RUNS]
+    assert sum(line.startswith('done ') for line in lines) == 2
+    assert any('queue' in line and 'ETA' in line for line in lines)

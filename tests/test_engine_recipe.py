@@ -1,0 +1,110 @@
+"""The authors' recipe as the engine runs it: schedule, weight decay per tensor, recipe validation."""
+import pathlib
+
+import pytest
+import timm
+import torch
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+
+from timm_ignore.engine import EngineRecipe, RecipeError, authors_param_groups
+from timm_ignore.engine.weight_decay import ATTENTION_DECAY, DENSENET_DECAY, RESNET_DECAY
+
+AUTHORS_RECIPE = pathlib.Path(__file__).resolve().parents[1] / 'train_scripts' / 'cifar10_authors.yaml'
+
+
+def test_authors_recipe_file_is_the_dataclass_default():
+    """The YAML and the dataclass defaults both state spec 6a; the speed keys are the only difference."""
+    recipe = EngineRecipe.from_yaml(AUTHORS_RECIPE)
+    assert recipe.to_dict() == dict(EngineRecipe().to_dict(), amp=True)
+
+
+@pytest.mark.parametrize('epoch, lr', [
+    (0, 0.1), (60, 0.1), (61, 0.02), (120, 0.02), (121, 0.004), (160, 0.004), (161, 0.0008), (199, 0.0008)])
+def test_keras_schedule_at_the_boundaries(epoch, lr):
+    """lr 0.1; 0.02 when the Keras epoch index > 60; 0.004 when > 120; 0.0008 when > 160 (through timm's factory)."""
+    recipe = EngineRecipe.from_yaml(AUTHORS_RECIPE)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(recipe.to_namespace()), updates_per_epoch=312)
+    assert num_epochs == 200
+    scheduler.step(epoch)
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(lr, rel=1e-12)
+
+
+def _decay_by_name(model: torch.nn.Module) -> dict[str, float]:
+    by_param = {id(p): group['weight_decay'] for group in authors_param_groups(model) for p in group['params']}
+    return {name: by_param[id(p)] for name, p in model.named_parameters()}
+
+
+def test_authors_weight_decay_cifar_resnet():
+    model = timm.create_model('cifar_resnet50_cbam_ign1')
+    decay = _decay_by_name(model)
+    assert len(decay) == len(list(model.parameters()))  # every tensor in exactly one group
+    for name, value in decay.items():
+        if '.se.' in name:  # attention: SE/CBAM MLP kernels and biases, CBAM spatial conv
+            expected = ATTENTION_DECAY
+        elif '.bn' in name or name.startswith('bn1'):
+            expected = 0.0
+        else:  # stem, block and shortcut convolutions (kernels and biases) and the classifier
+            expected = RESNET_DECAY
+        assert value == expected, name
+    assert decay['layer2.0.downsample.bias'] == RESNET_DECAY and decay['fc.bias'] == RESNET_DECAY
+    assert decay['layer1.0.se.conv.weight'] == ATTENTION_DECAY
+
+
+def test_authors_weight_decay_densenet():
+    model = timm.create_model('densenet_se_ign3')
+    decay = _decay_by_name(model)
+    assert len(decay) == len(list(model.parameters()))
+    expected = {
+        'stem.weight': DENSENET_DECAY,
+        'stages.0.layers.3.conv1.weight': DENSENET_DECAY,  # bottleneck 1x1
+        'stages.0.layers.3.conv2.weight': 0.0,  # 3x3 of a dense layer: no L2 in the authors' code
+        'stages.1.transition.1.weight': DENSENET_DECAY,  # transition 1x1
+        'stages.0.layers.3.norm1.weight': 0.0,
+        'norm.bias': 0.0,
+        'fc.weight': 0.0,
+        'fc.bias': 0.0,
+        'stages.2.attn.fc1.weight': ATTENTION_DECAY,
+        'stages.1.transition_attn.fc2.bias': ATTENTION_DECAY,
+    }
+    assert {name: decay[name] for name in expected} == expected
+    convs_3x3 = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs_3x3) == 1 + 36  # the stem and one per dense layer
+    assert all(decay[f'{n}.weight'] == (DENSENET_DECAY if n == 'stem' else 0.0) for n in convs_3x3)
+
+
+def test_authors_weight_decay_refuses_other_models():
+    with pytest.raises(ValueError, match='CIFAR ResNet and DenseNet only'):
+        authors_param_groups(timm.create_model('resnet18'))
+
+
+@pytest.mark.parametrize('values, message', [
+    ({'train_crop_mode': 'rkrr'}, 'does not implement train_crop_mode'),
+    ({'epochs': 'ten'}, 'epochs must be a int'),
+    ({'epochs': 0}, 'epochs must be at least 1'),
+    ({'lr': True}, 'lr must be a float'),
+    ({'sched': 'plateau'}, 'sched must be one of'),
+    ({'input_norm': 'channel'}, 'needs mean and std'),
+    ({'weight_decay': 1e-4}, 'leave it at 0'),
+    ({'hflip': 1.5}, 'probability'),
+])
+def test_recipe_errors(values, message):
+    with pytest.raises(RecipeError, match=message):
+        EngineRecipe.from_dict(values)
+
+
+def test_recipe_file_errors(tmp_path):
+    with pytest.raises(RecipeError, match='cannot read recipe'):
+        EngineRecipe.from_yaml(tmp_path / 'missing.yaml')
+    (tmp_path / 'list.yaml').write_text('- 1\n- 2\n')
+    with pytest.raises(RecipeError, match='must be a YAML mapping'):
+        EngineRecipe.from_yaml(tmp_path / 'list.yaml')
+    (tmp_path / 'broken.yaml').write_text('epochs: [1\n')
+    with pytest.raises(RecipeError, match='not valid YAML'):
+        EngineRecipe.from_yaml(tmp_path / 'broken.yaml')
+
+
+def test_fingerprint_tells_recipes_apart():
+    assert EngineRecipe().fingerprint() == EngineRecipe().fingerprint()
+    assert EngineRecipe().fingerprint() != EngineRecipe(epochs=199).fingerprint()

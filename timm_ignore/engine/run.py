@@ -1,0 +1,332 @@
+"""One training run of the engine: data and augmentation on the training device, resumable from any epoch.
+
+A run folder has timm train.py's layout (``args.yaml``, ``summary.csv``, ``last.pth.tar``, ``model_best.pth.tar``), so
+``compare``, ``publish``, ``validate``, ``plot-loss`` and ``grad-cam`` read it as any train.py run, plus ``run.json``,
+the run's record, written last: a folder with ``run.json`` is finished and is never trained again.
+
+Resuming: ``last.pth.tar`` is written after every epoch (atomically) with the model, optimizer and loss scaler
+states and every random state the run draws from (its data generator, torch's CPU and CUDA generators). A run
+killed at any point restarts from its last finished epoch and ends with the result of an uninterrupted run: bit for
+bit on the CPU, up to cuDNN's nondeterminism on a GPU.
+"""
+import datetime
+import functools
+import json
+import logging
+import math
+import os
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import timm
+import torch
+import yaml
+from timm.models import create_model
+from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+from timm.utils import update_summary
+from torch import nn
+from torch.nn import functional as F
+
+from ..provenance import code_version, device_name
+from ..train.loop import evaluate
+from ..train.runner import _trim_summary
+from .augment import augment_batch, draw_augmentation, normalize
+from .data import ImageData, SplitTensors
+from .recipe import EngineRecipe
+from .weight_decay import authors_param_groups
+
+__all__ = ['RunSpec', 'EpochReport', 'train_run', 'read_record', 'RECORD_FILE']
+
+_logger = logging.getLogger(__name__)
+
+RECORD_FILE = 'run.json'
+_LAST = 'last.pth.tar'
+_BEST = 'model_best.pth.tar'
+_SUMMARY = 'summary.csv'
+#: Offset between a run's seed and its data generator's seed, so model init and data order are separate streams.
+_DATA_SEED_OFFSET = 0x5EED
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One queue entry: a registered model and a seed."""
+    model: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The run's folder name."""
+        return f'{self.model}-seed{self.seed}'
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """Progress of a run after one epoch (``epoch`` counts from 0, as in summary.csv)."""
+    run: RunSpec
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_top1_err: float
+    lr: float
+    images_per_s: float
+    epoch_time_s: float
+
+
+def read_record(run_dir: pathlib.Path) -> Optional[dict[str, Any]]:
+    """The record of a finished run, or None when the run has not finished."""
+    path = run_dir / RECORD_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _atomic_save(obj: Any, path: pathlib.Path) -> None:
+    tmp = path.with_name(f'.{path.name}.tmp')
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Inputs:
+    """Normalisation and augmentation of one dataset on its device, per the recipe."""
+
+    def __init__(self, data: ImageData, recipe: EngineRecipe) -> None:
+        self.recipe = recipe
+        device = data.mean_image.device
+        if recipe.input_norm == 'pixel_mean':
+            self.offset, self.scale = data.mean_image, None
+        else:
+            self.offset = torch.tensor(recipe.mean, device=device).view(-1, 1, 1)
+            self.scale = torch.tensor(recipe.std, device=device).view(-1, 1, 1)
+        self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+
+    def eval_batches(self, split: SplitTensors) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        size = self.recipe.validation_batch_size
+        for start in range(0, len(split), size):
+            images = normalize(split.images[start:start + size], self.offset, self.scale)
+            yield images.contiguous(memory_format=self.memory_format), split.labels[start:start + size]
+
+    def train_batch(self, images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        x = augment_batch(normalize(images, self.offset, self.scale), shifts, flips)
+        return x.contiguous(memory_format=self.memory_format)
+
+
+def _build_optimizer(model: nn.Module, recipe: EngineRecipe) -> torch.optim.Optimizer:
+    kwargs = optimizer_kwargs(recipe.to_namespace())
+    if recipe.weight_decay_policy == 'authors':
+        return create_optimizer_v2(model, param_group_fn=authors_param_groups, **kwargs)
+    return create_optimizer_v2(model, filter_bias_and_bn=recipe.weight_decay_policy == 'timm', **kwargs)
+
+
+def _random_states(data_rng: torch.Generator) -> dict[str, Any]:
+    return dict(
+        data_rng=data_rng.get_state(), torch_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def _restore_random_states(states: dict[str, Any], data_rng: torch.Generator) -> None:
+    data_rng.set_state(states['data_rng'])
+    torch.set_rng_state(states['torch_rng'])
+    if states.get('cuda_rng') is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda_rng'])
+
+
+def _train_py_args(spec: RunSpec, recipe: EngineRecipe, data: ImageData) -> dict[str, Any]:
+    """The run's settings as train.py's ``args.yaml`` keys, for the tools that read run folders.
+
+    timm's data config has only per-channel ``mean``/``std``: for ``input_norm: pixel_mean`` they are the channel means
+    of the mean image and 1, the nearest the config can say (the engine's own evaluation subtracts the mean image).
+    """
+    mean, std = recipe.mean, recipe.std
+    if recipe.input_norm == 'pixel_mean':
+        mean, std = data.mean_image.mean((1, 2)).tolist(), [1.0] * data.mean_image.shape[0]
+    return dict(
+        recipe.to_dict(), model=spec.model, seed=spec.seed, data_dir=data.source, dataset='', mean=mean, std=std,
+        input_size=list(data.mean_image.shape), crop_pct=1.0, interpolation='bilinear', class_names=list(data.classes),
+        trainer='timm_ignore.engine')
+
+
+def train_run(
+        spec: RunSpec,
+        recipe: EngineRecipe,
+        data: ImageData,
+        run_dir: pathlib.Path,
+        recipe_name: str = '',
+        on_epoch: Optional[Callable[[EpochReport], None]] = None,
+) -> dict[str, Any]:
+    """Train one (model, seed) run to the end, resuming from ``run_dir/last.pth.tar`` if it exists.
+
+    Args:
+        spec: Model and seed.
+        recipe: Training settings.
+        data: The dataset, already on the training device (its tensors' device is the run's device).
+        run_dir: The run's folder (created if missing).
+        recipe_name: How the record names the recipe (its file name).
+        on_epoch: Called after every finished epoch.
+
+    Returns:
+        The run's record (also written to ``run_dir/run.json``): best epoch, validation and test errors in %,
+        wall time, images/s, device, code version.
+    """
+    finished = read_record(run_dir)
+    if finished is not None:
+        return finished
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = data.mean_image.device
+    torch.manual_seed(spec.seed)
+    data_rng = torch.Generator().manual_seed(spec.seed + _DATA_SEED_OFFSET)
+    model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
+    model.to(device=device, memory_format=torch.channels_last if recipe.channels_last else torch.contiguous_format)
+    optimizer = _build_optimizer(model, recipe)
+    batch = recipe.batch_size
+    steps = len(data.train) // batch
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(recipe.to_namespace(), decreasing_metric=recipe.eval_metric == 'loss'),
+        updates_per_epoch=steps)
+    amp_dtype = getattr(torch, recipe.amp_dtype)
+    autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype, enabled=recipe.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.amp and amp_dtype == torch.float16)
+    train_model = model
+    if recipe.torchcompile:
+        train_model = torch.compile(model, backend=recipe.torchcompile, mode=recipe.compile_mode)
+    inputs = _Inputs(data, recipe)
+
+    args = _train_py_args(spec, recipe, data)
+    state = dict(epoch=-1, best_metric=None, best_epoch=None, best_val=None, train_time_s=0.0, wall_time_s=0.0,
+                 train_images=0)
+    last = run_dir / _LAST
+    if last.is_file():
+        checkpoint = torch.load(last, map_location='cpu', weights_only=True)
+        model.load_state_dict(checkpoint['state_dict'])
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        scaler.load_state_dict(checkpoint['scaler'])
+        state = checkpoint['engine']
+        _restore_random_states(checkpoint['random_states'], data_rng)
+        _logger.info(f'{spec.name}: resuming after epoch {state["epoch"]}')
+    else:
+        (run_dir / 'args.yaml').write_text(yaml.safe_dump(args, sort_keys=False))
+    start_epoch = state['epoch'] + 1
+    _trim_summary(run_dir / _SUMMARY, start_epoch)
+    scheduler.step(start_epoch)
+
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(start_epoch, num_epochs):
+        start = time.perf_counter()
+        train_loss = _train_epoch(
+            train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng, epoch, steps, recipe)
+        train_time = time.perf_counter() - start
+        val = evaluate(train_model, inputs.eval_batches(data.validation), loss_fn, device, autocast)
+        epoch_time = time.perf_counter() - start
+        lr = optimizer.param_groups[0]['lr']
+        update_summary(epoch, {'loss': train_loss}, val, str(run_dir / _SUMMARY), lr=lr)
+        metric = val[recipe.eval_metric]
+        best = state['best_metric']
+        if best is None or (metric < best if recipe.eval_metric == 'loss' else metric > best):
+            state.update(best_metric=metric, best_epoch=epoch, best_val=val)
+            _atomic_save(dict(epoch=epoch, arch=spec.model, state_dict=model.state_dict(), metric=metric,
+                              args=args, version=2), run_dir / _BEST)
+        state.update(epoch=epoch, train_time_s=state['train_time_s'] + train_time,
+                     wall_time_s=state['wall_time_s'] + epoch_time, train_images=state['train_images'] + steps * batch)
+        scheduler.step(epoch + 1, metric)
+        _atomic_save(dict(
+            epoch=epoch, arch=spec.model, state_dict=model.state_dict(), optimizer=optimizer.state_dict(),
+            scaler=scaler.state_dict(), args=args, version=2, engine=state,
+            random_states=_random_states(data_rng)), last)
+        if on_epoch is not None:
+            on_epoch(EpochReport(spec, epoch, num_epochs, train_loss, 100.0 - val['top1'], lr,
+                                 steps * batch / train_time, epoch_time))
+
+    record = _finish(spec, recipe, recipe_name, data, inputs, model, run_dir, state, num_epochs, autocast)
+    _atomic_write_text(run_dir / RECORD_FILE, json.dumps(record, indent=2) + '\n')
+    return record
+
+
+def _train_epoch(
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        autocast: Callable[[], Any],
+        inputs: _Inputs,
+        train: SplitTensors,
+        data_rng: torch.Generator,
+        epoch: int,
+        steps: int,
+        recipe: EngineRecipe,
+) -> float:
+    """One epoch of ``steps`` full batches in a fresh random order; returns the mean training loss.
+
+    All random numbers of the epoch are drawn up front on the CPU; the only host-device synchronisation is the loss
+    read at the end.
+    """
+    batch = recipe.batch_size
+    count = steps * batch
+    order = torch.randperm(len(train), generator=data_rng)[:count]
+    shifts, flips = draw_augmentation(data_rng, count, recipe.shift, recipe.hflip)
+    device = train.images.device
+    order, shifts, flips = (t.to(device, non_blocking=True) for t in (order, shifts, flips))
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    num_updates = epoch * steps
+    for step in range(steps):
+        idx = order[step * batch:(step + 1) * batch]
+        images = inputs.train_batch(train.images[idx], shifts[step * batch:(step + 1) * batch],
+                                    flips[step * batch:(step + 1) * batch])
+        with autocast():
+            output = model(images)
+        loss = F.cross_entropy(output.float(), train.labels[idx], label_smoothing=recipe.smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        num_updates += 1
+        scheduler.step_update(num_updates=num_updates)
+        loss_sum += loss.detach()
+    mean_loss = loss_sum.item() / steps
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(f'training loss is {mean_loss} in epoch {epoch}; the run diverged.')
+    return mean_loss
+
+
+def _finish(
+        spec: RunSpec,
+        recipe: EngineRecipe,
+        recipe_name: str,
+        data: ImageData,
+        inputs: _Inputs,
+        model: nn.Module,
+        run_dir: pathlib.Path,
+        state: dict[str, Any],
+        num_epochs: int,
+        autocast: Callable[[], Any],
+) -> dict[str, Any]:
+    """Test the best checkpoint and build the run's record."""
+    device = data.mean_image.device
+    test = None
+    if data.test is not None:
+        best = torch.load(run_dir / _BEST, map_location='cpu', weights_only=True)
+        model.load_state_dict(best['state_dict'])
+        test = evaluate(model, inputs.eval_batches(data.test), nn.CrossEntropyLoss(), device, autocast,
+                        log_suffix=' (test)')
+    best_val = state['best_val']
+    return dict(
+        model=spec.model, seed=spec.seed, recipe=recipe_name, recipe_fingerprint=recipe.fingerprint(),
+        epochs=num_epochs, best_epoch=state['best_epoch'],
+        val_top1_err=round(100.0 - best_val['top1'], 4), val_loss=round(best_val['loss'], 6),
+        test_top1_err=None if test is None else round(100.0 - test['top1'], 4),
+        test_top5_err=None if test is None else round(100.0 - test['top5'], 4),
+        test_loss=None if test is None else round(test['loss'], 6),
+        wall_time_s=round(state['wall_time_s'], 1), train_time_s=round(state['train_time_s'], 1),
+        train_images_per_s=round(state['train_images'] / max(state['train_time_s'], 1e-9), 1),
+        device=device_name(device), amp=recipe.amp and recipe.amp_dtype, channels_last=recipe.channels_last,
+        torchcompile=recipe.torchcompile, torch=torch.__version__, timm=timm.__version__, code_version=code_version(),
+        data_dir=data.source, images=dict(train=len(data.train), validation=len(data.validation),
+                                          test=None if data.test is None else len(data.test)),
+        finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    )
