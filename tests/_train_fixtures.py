@@ -5,11 +5,13 @@ the official ones and each builder returns the checksum table a test must pass e
 """
 import hashlib
 import io
+import os
 import pathlib
 import pickle
 import tarfile
 
 import numpy as np
+import pytest
 
 
 def _pickle_batch(images: np.ndarray, labels_key: str, labels: np.ndarray, batch_label: str) -> bytes:
@@ -86,3 +88,14 @@ def make_cifar10_tree(shared_data: pathlib.Path, out_dir: pathlib.Path, per_batc
     from timm_ignore.data.cifar import prepare_cifar
     archive, checksums = make_cifar10_archive(shared_data, out_dir, per_batch)
     return prepare_cifar(archive, out_dir / 'cifar10', num_val=per_batch, checksums=checksums, progress=lambda _: None)
+
+
+def timm_train_py() -> pathlib.Path:
+    """timm's train.py from ``TIMM_TRAIN_PY``; skips the test when unset, fails it when the path is no file."""
+    path = os.environ.get('TIMM_TRAIN_PY')
+    if not path:
+        pytest.skip("TIMM_TRAIN_PY is not set: point it at timm's train.py (from a pytorch-image-models checkout; "
+                    'it is not in the timm wheel) to run the recipes through it')
+    if not pathlib.Path(path).is_file():
+        pytest.fail(f'TIMM_TRAIN_PY={path} is not a file')
+    return pathlib.Path(path)

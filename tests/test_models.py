@@ -228,13 +228,16 @@ def test_fused_training_step_matches_plain_autograd_in_a_model():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
 
 
-@pytest.mark.parametrize('name,backend', [('cifar_resnet50_cbam_ign2', 'inductor'), ('densenet_se_ign3', 'aot_eager')])
-def test_torch_compile_matches_eager(name, backend):
-    """One full inductor build (CBAM, the heavier block), and a whole-graph capture of the other family."""
+@pytest.mark.parametrize('name', ['cifar_resnet50_cbam_ign2', 'densenet_se_ign3'])
+def test_torch_compile_matches_eager(name):
+    """Whole-graph capture of each family through AOT autograd, training and eval, against eager.
+
+    Inductor's code generation is tested on the blocks (``test_blocks.py``); its build of a whole model took minutes.
+    """
     torch.manual_seed(0)
     small = dict(depth=8) if name.startswith('cifar') else dict(depth=7)
     model = timm.create_model(name, num_classes=10, **small)
-    compiled = torch.compile(copy.deepcopy(model), backend=backend, fullgraph=True)
+    compiled = torch.compile(copy.deepcopy(model), backend='aot_eager', fullgraph=True)
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
     for m in (model, compiled):
         torch.nn.functional.cross_entropy(m(x), y).backward()

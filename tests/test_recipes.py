@@ -14,7 +14,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from torchvision import transforms
 
-from _train_fixtures import make_cifar10_tree
+from _train_fixtures import make_cifar10_tree, timm_train_py
 from conftest import REPO_ROOT
 from timm_ignore.models.zoo import DATASETS, MODELS
 from timm_ignore.train.config import SUPPORTED_KEYS, TrainConfig
@@ -79,23 +79,13 @@ def test_cifar_augmentation_is_translation_and_flip_only(name):
     assert all(transform(image).shape == (3, 32, 32) for _ in range(20))
 
 
-def _train_py() -> pathlib.Path:
-    path = os.environ.get('TIMM_TRAIN_PY')
-    if not path:
-        pytest.skip("TIMM_TRAIN_PY is not set: point it at timm's train.py (from a pytorch-image-models checkout; "
-                    'it is not in the timm wheel) to run the recipes through it')
-    if not pathlib.Path(path).is_file():
-        pytest.fail(f'TIMM_TRAIN_PY={path} is not a file')
-    return pathlib.Path(path)
-
-
 def _summary(run_dir: pathlib.Path) -> list[dict]:
     with open(run_dir / 'summary.csv') as f:
         return list(csv.DictReader(f))
 
 
 def test_timm_train_py_runs_recipe_through_launch_script(shared_data, tmp_path):
-    train_py = _train_py()
+    train_py = timm_train_py()
     tree = make_cifar10_tree(shared_data, tmp_path, per_batch=20)
     env = dict(os.environ, TIMM_TRAIN_PY=str(train_py), GLOBAL_BATCH='32', MASTER_PORT='29581')
     env['PATH'] = f'{pathlib.Path(sys.executable).parent}{os.pathsep}{env["PATH"]}'
