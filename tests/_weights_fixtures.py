@@ -48,7 +48,8 @@ def write_run(run_dir: pathlib.Path, model: torch.nn.Module, arch: str, ema: boo
         weight_decay=1e-4, sched='multistep', decay_milestones=[60, 120, 160], decay_rate=0.2, seed=42,
         data_dir='data/cifar10', train_split='train', val_split='validation', num_classes=model.num_classes)
     (run_dir / 'args.yaml').write_text(yaml.safe_dump(vars(args)))
-    (run_dir / 'summary.csv').write_text('epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n0,2.3,2.2,12.0,50.0,0.1\n')
+    (run_dir / 'summary.csv').write_text(
+        'epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n0,2.3,2.2,10.0,50.0,0.1\n1,2.2,2.1,12.0,52.0,0.1\n')
     state = {'epoch': 1, 'arch': arch, 'state_dict': model.state_dict(), 'version': 2, 'args': args, 'metric': 12.0}
     if ema:
         state['state_dict_ema'] = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}

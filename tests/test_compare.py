@@ -5,25 +5,20 @@ import pathlib
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
 from timm_ignore.cli import main
 from timm_ignore.data.demo import DEMO_CLASSES, make_demo_dataset
 from timm_ignore.figures.loss_curves import plot_loss_curves, read_curve
-from timm_ignore.train.compare import RunRecord, format_table, read_paper_table, summarize
-
-PAPER_TABLES = REPO_ROOT.parent / 'shared' / 'reference' / 'paper_tables.csv'
-
+from timm_ignore.paper import read_paper_tables
+from timm_ignore.train.compare import RunRecord, format_table, summarize
 
 def _record(model: str, seed: int, top1: float, top5: float) -> RunRecord:
     return RunRecord(model, seed, pathlib.Path(f'runs/{model}-seed{seed}'), 3, top1, top5)
 
 
 def test_summary_is_mean_and_sample_std_with_paper_numbers():
-    if not PAPER_TABLES.is_file():
-        pytest.skip(f'{PAPER_TABLES} not found')
     records = [_record('cifar_resnet50_se_ign3', 0, 30.0, 10.0), _record('cifar_resnet50_se_ign3', 1, 32.0, 11.0),
                _record('cifar_resnet50', 0, 35.0, 12.0)]
-    rows = summarize(records, 'cifar100', read_paper_table(PAPER_TABLES))
+    rows = summarize(records, 'cifar100', read_paper_tables())
     ign3, plain = rows
     assert (ign3.model, ign3.runs, ign3.top1_err, ign3.top5_err) == ('cifar_resnet50_se_ign3', 2, 31.0, 10.5)
     assert ign3.top1_std == pytest.approx(2 ** 0.5)  # sample std of 30, 32
@@ -35,7 +30,7 @@ def test_summary_is_mean_and_sample_std_with_paper_numbers():
 
 
 def test_no_paper_number_for_unknown_rows():
-    rows = summarize([_record('not_a_zoo_model', 0, 5.0, 1.0)], 'cifar100', {('cifar100',): (1.0, None)})
+    rows = summarize([_record('not_a_zoo_model', 0, 5.0, 1.0)], 'cifar100', read_paper_tables())
     assert rows[0].paper_top1 is None
     assert '| not_a_zoo_model | 1 | 5.00 | 1.00 | — | — |' in format_table(rows, 't')
 

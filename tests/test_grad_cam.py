@@ -7,9 +7,10 @@ import timm
 import torch
 from PIL import Image
 
+from timm_ignore.checkpoint import create_model
 from timm_ignore.cli import main
 from timm_ignore.figures.grad_cam import (
-    CELL_INCHES, DPI, class_activation_maps, folder_class_names, load_images, load_model, plot_grad_cam,
+    CELL_INCHES, DPI, class_activation_maps, folder_class_names, load_images, plot_grad_cam,
     resolve_target_layer)
 
 RESNET = 'cifar_resnet50_se_ign3'
@@ -114,16 +115,19 @@ def test_image_folder_split_and_missing_images(cifar: tuple[list[pathlib.Path], 
         load_images([split / 'missing.png'])
 
 
-def test_load_model_errors_and_checkpoint(tmp_path: pathlib.Path, images: list[Image.Image]):
+def test_create_model_errors_and_checkpoint(tmp_path: pathlib.Path, images: list[Image.Image]):
     with pytest.raises(ValueError, match=f'did you mean {RESNET}'):
-        load_model('cifar_resnet50_se_ign4')
+        create_model('cifar_resnet50_se_ign4')
     with pytest.raises(FileNotFoundError):
-        load_model(RESNET, checkpoint=tmp_path / 'missing.pth.tar')
+        create_model(RESNET, tmp_path / 'missing.pth.tar')
     trained = _resnet(3)
     torch.save({'state_dict': trained.state_dict(), 'epoch': 1}, tmp_path / 'model_best.pth.tar')
-    with pytest.raises(ValueError, match='does not fit'):
-        load_model(RESNET, checkpoint=tmp_path / 'model_best.pth.tar', depth=8)  # 100 classes by default
-    loaded = load_model(RESNET, checkpoint=tmp_path / 'model_best.pth.tar', num_classes=10, depth=8)
+    with pytest.raises(ValueError, match='fc.weight has 10 classes but the model has 100'):
+        create_model(RESNET, tmp_path / 'model_best.pth.tar', model_kwargs={'depth': 8})  # 100 classes by default
+    loaded = create_model(RESNET, tmp_path / 'model_best.pth.tar', num_classes=10, model_kwargs={'depth': 8})
+    assert loaded.pretrained_cfg['tag'] == 'cifar10'  # a tagless zoo name gets the tag of the class count
+    loaded = create_model(f'{RESNET}.cifar100', tmp_path / 'model_best.pth.tar', num_classes=10,
+                          model_kwargs={'depth': 8})  # the preprocessing of `trained` (the default tag)
     expected, actual = class_activation_maps(trained, images[:1]), class_activation_maps(loaded, images[:1])
     np.testing.assert_array_equal(expected[0].cam, actual[0].cam)
 

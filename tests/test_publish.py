@@ -1,4 +1,5 @@
 """``timm-ignore publish``: a training run becomes a Hub model folder whose card reports measured metrics."""
+import datetime
 import json
 import pathlib
 import shutil
@@ -16,9 +17,6 @@ from timm_ignore.hub import push
 from timm_ignore.hub.publish import publish_folder
 
 from _weights_fixtures import MODEL, TAG, trained_model, write_run, write_split
-from conftest import REPO_ROOT
-
-PAPER_TABLES = REPO_ROOT.parent / 'shared' / 'reference' / 'paper_tables.csv'
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +27,7 @@ def published(shared_data, tmp_path_factory):
     model = trained_model()
     run = write_run(root / 'run', model, MODEL, ema=True)
     out = main(['publish', str(run), '--out', str(root / 'out'), '--data', str(root / 'data'), '--repo-id',
-                'org/name', '--paper-tables', str(PAPER_TABLES)])
+                'org/name', '--no-ema'])
     assert out == 0
     return dict(root=root, run=run, folder=root / 'out', model=model, images=images)
 
@@ -62,13 +60,17 @@ def test_card_reports_measured_metrics_next_to_the_paper(published, shared_data)
     assert card.data.library_name == 'timm' and card.data.license == 'apache-2.0'
     assert card.data.datasets == ['uoft-cs/cifar10'] and 'timm' in card.data.tags
     _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
-    measured = {r.metric_type: r.metric_value for r in results}
+    measured = {r.metric_type: r.metric_value for r in results if r.dataset_split == 'test'}
+    assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [88.0]  # summary.csv, epoch 1
     top1_err, loss = reference_metrics(published['model'], published['images'], shared_data)
     assert measured['top1_error'] == pytest.approx(top1_err, abs=1e-3)
     assert measured['loss'] == pytest.approx(loss, rel=1e-4)
     assert '7.28 ± 0.17 (Table 1)' in card.text  # the paper's CIFAR-10 SE-Ign3 top-1 error
     assert card.data.timm_ignore['hf_hub_id'] == 'org/name' and card.data.timm_ignore['tag'] == TAG
-    assert 'seed `42`' in card.text and 'SHA-256' in card.text and '@inproceedings{laakom2021learning' in card.text
+    assert 'Seed: 42; epochs: 2' in card.text and 'SHA-256' in card.text
+    assert '@inproceedings{laakom2021learning' in card.text
+    assert 'SE attention, ign3 gate' in card.text and 'validation top-1 error 88.00%' in card.text  # summary.csv
+    assert '(https://github.com/firasl/inverse_attention)' in card.text and 'timm-ignore](' in card.text
 
 
 def test_local_dir_loads_the_published_model(published):
@@ -78,16 +80,18 @@ def test_local_dir_loads_the_published_model(published):
     assert loaded.pretrained_cfg['label_names'][-1] == 'truck'
 
 
-def test_ema_weights_are_published_when_asked(published, tmp_path):
-    publish_folder(published['run'], tmp_path / 'ema', data_root=published['root'] / 'data', repo_id='org/name',
-                   paper_tables=PAPER_TABLES, ema=True)
-    weights = load_file(tmp_path / 'ema' / 'model.safetensors')
-    assert torch.equal(weights['conv1.weight'], published['model'].conv1.weight + 1)
+def test_ema_weights_are_published_by_default_when_the_run_has_them(published, tmp_path):
+    """The weights train.py validated (and compare and validate score): EMA when the checkpoint holds it."""
+    for name, ema in (('default', None), ('ema', True)):
+        publish_folder(published['run'], tmp_path / name, data_root=published['root'] / 'data', repo_id='org/name',
+                       ema=ema)
+        weights = load_file(tmp_path / name / 'model.safetensors')
+        assert torch.equal(weights['conv1.weight'], published['model'].conv1.weight + 1)
 
 
 def test_existing_folder_is_kept_unless_overwrite(published, capsys):
     args = ['publish', str(published['run']), '--out', str(published['folder']), '--data',
-            str(published['root'] / 'data'), '--repo-id', 'org/name', '--paper-tables', str(PAPER_TABLES)]
+            str(published['root'] / 'data'), '--repo-id', 'org/name']
     before = (published['folder'] / 'model.safetensors').stat().st_mtime_ns
     assert main(args) == 2
     assert 'already exists' in capsys.readouterr().err
@@ -111,6 +115,10 @@ def bad_run(root: pathlib.Path, kind: str) -> pathlib.Path:
         checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
     elif kind == 'corrupt':
         checkpoint.write_bytes(b'\0' * 5000)
+    elif kind == 'random bytes':
+        checkpoint.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif kind == 'foreign pickle':
+        torch.save({'state_dict': trained_model().state_dict(), 'saved': datetime.datetime(2021, 11, 22)}, checkpoint)
     elif kind == 'missing':
         checkpoint.unlink()
     return run
@@ -120,23 +128,24 @@ def bad_run(root: pathlib.Path, kind: str) -> pathlib.Path:
     ('another architecture', 'a checkpoint of densenet, not of cifar_resnet50_se_ign3', 'model_best.pth.tar'),
     ('unnamed architecture', 'not weights of cifar_resnet50_se_ign3', 'densenet.pth'),
     ('class count', 'fc.weight has 100 classes but the model has 10', 'model_best.pth.tar'),
-    ('truncated', 'truncated or corrupt', 'model_best.pth.tar'),
-    ('corrupt', 'truncated or corrupt', 'model_best.pth.tar'),
+    ('truncated', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
+    ('corrupt', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
+    ('random bytes', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
+    ('foreign pickle', r'not a checkpoint this tool can load: it stores Python objects \(datetime', 'model_best.pth.tar'),
     ('missing', 'missing; is .* the folder of a finished training run', 'model_best.pth.tar'),
 ])
 def test_bad_checkpoint_is_named_with_its_problem(published, tmp_path, kind, problem, file):
     source = bad_run(tmp_path, kind)
     with pytest.raises((ValueError, FileNotFoundError), match=problem) as error:
         publish_folder(source, tmp_path / 'out', data_root=published['root'] / 'data', repo_id='org/name',
-                       paper_tables=PAPER_TABLES, model_name=f'{MODEL}.{TAG}')
-    assert file in str(error.value)
+                       model_name=f'{MODEL}.{TAG}')
+    assert file in str(error.value) and 'weights_only' not in str(error.value)
     assert not (tmp_path / 'out').exists()
 
 
 def test_push_dry_run_lists_the_upload_without_network(published, capsys):
     assert main(['publish', str(published['run']), '--out', str(published['root'] / 'dry'), '--data',
-                 str(published['root'] / 'data'), '--repo-id', 'org/name', '--paper-tables', str(PAPER_TABLES),
-                 '--push', '--dry-run']) == 0
+                 str(published['root'] / 'data'), '--repo-id', 'org/name', '--push', '--dry-run']) == 0
     out = capsys.readouterr().out
     assert 'would upload to hf-hub:org/name@main' in out
     assert all(f'  {name}\n' in out for name in ('README.md', 'args.yaml', 'config.json', 'model.safetensors'))

@@ -1,55 +1,101 @@
-"""Evaluate a classifier on one split of an ImageFolder tree (``<root>/<split>/<class>/<image>``) with timm's data.
+"""Evaluate a classifier: the one core (:func:`evaluate`, errors in %) and the report on an ImageFolder split.
 
-The CIFAR trees of ``timm-ignore prepare-cifar`` and any ImageFolder tree work; the preprocessing is the model's data
-config (``timm.data.resolve_data_config``), as timm's ``validate.py`` does (that script is not in timm's wheel).
+:func:`evaluate` measures any loader; the training loop reports its per-epoch validation from it, and
+:func:`evaluate_split` wraps it for ``validate``, ``publish`` and ``compare``: one split folder
+(``<root>/<split>/<class>/<image>``) read with timm's data pipeline and the model's data config
+(``timm.data.resolve_data_config``, as timm's ``validate.py`` does), plus what the numbers were measured on.
 """
+import contextlib
 import hashlib
 import platform
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ContextManager, Optional, Union
 
 import torch
-from timm.data import create_dataset, create_loader, resolve_data_config
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ['EvalResult', 'evaluate', 'find_split', 'hardware_description', 'split_checksum']
+__all__ = ['EvalResult', 'Metrics', 'evaluate', 'evaluate_split', 'find_split', 'hardware_description',
+           'split_checksum']
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    """Measured metrics of one evaluation (errors in %, mean cross-entropy loss) and what they were measured on."""
+class Metrics:
+    """Top-1/top-5 error in % (top-5 is top-k with k = the class count when there are fewer than 5 classes), mean
+    cross-entropy loss, and the number of images measured."""
     top1_err: float
     top5_err: float
     loss: float
     num_images: int
-    split_dir: str
-    split_sha256: str
-    class_names: tuple[str, ...]
-    data_config: dict[str, Any]
-    hardware: str
-    seconds: float
+
+
+@dataclass(frozen=True)
+class EvalResult(Metrics):
+    """:class:`Metrics` of one split folder and what they were measured on."""
+    split_dir: str = ''
+    split_sha256: str = ''
+    class_names: tuple[str, ...] = ()
+    data_config: Optional[dict[str, Any]] = None
+    hardware: str = ''
+    seconds: float = 0.
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def find_split(root: Union[str, Path], split: str) -> Path:
+@torch.no_grad()
+def evaluate(
+        model: nn.Module,
+        loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        device: Union[str, torch.device] = 'cpu',
+        amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+) -> Metrics:
+    """Errors and mean loss of ``model`` (put in eval mode) over every batch of ``loader``.
+
+    Raises:
+        ValueError: The loader yields no images.
+    """
+    model.eval()
+    loss_sum, top1, top5, count = 0., 0, 0, 0
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        with amp_autocast():
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, targets, reduction='sum').item()
+        hits = logits.topk(min(5, logits.shape[-1]), dim=1).indices.eq(targets[:, None])
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        count += targets.numel()
+    if not count:
+        raise ValueError('no images to evaluate.')
+    return Metrics(top1_err=100. * (count - top1) / count, top5_err=100. * (count - top5) / count,
+                   loss=loss_sum / count, num_images=count)
+
+
+def find_split(root: Union[str, Path], split: str, flag: str = '--data') -> Path:
     """Return ``root/split``, a folder of class folders.
+
+    Args:
+        root: Dataset root.
+        split: Split folder name.
+        flag: The command-line option that gave ``root``, named in errors.
 
     Raises:
         FileNotFoundError: ``root`` or its ``split`` folder does not exist (the error lists the folders there).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f'{root}: evaluation data folder not found.')
+        raise FileNotFoundError(f'{root}: no such data folder ({flag}).')
     split_dir = root / split
     if not split_dir.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        listing = ', '.join(found) or 'none'
-        raise FileNotFoundError(f'{split_dir}: no {split!r} split in {root} (its folders: {listing}).')
+        raise FileNotFoundError(
+            f'{split_dir}: no {split!r} split in {root} (its folders: {", ".join(found) or "none"}); a dataset root '
+            f'holds one folder per split, e.g. train/, validation/ and test/ as `timm-ignore prepare-cifar` writes.')
     return split_dir
 
 
@@ -76,7 +122,8 @@ def hardware_description(device: Union[str, torch.device]) -> str:
 def _check_classes(model: nn.Module, split_dir: Path, class_names: list[str]) -> None:
     if len(class_names) != model.num_classes:
         raise ValueError(
-            f'{split_dir}: {len(class_names)} class folders but the model has {model.num_classes} classes.')
+            f'{split_dir}: {len(class_names)} class folders but the model has {model.num_classes} classes; '
+            f'give the model of this dataset (its tag, or --num-classes).')
     label_names = (getattr(model, 'pretrained_cfg', None) or {}).get('label_names')
     if label_names and list(label_names) != class_names:
         raise ValueError(
@@ -84,8 +131,7 @@ def _check_classes(model: nn.Module, split_dir: Path, class_names: list[str]) ->
             f'(first folders {class_names[:3]}, first labels {list(label_names)[:3]}).')
 
 
-@torch.no_grad()
-def evaluate(
+def evaluate_split(
         model: nn.Module,
         split_dir: Union[str, Path],
         batch_size: int = 128,
@@ -93,7 +139,7 @@ def evaluate(
         device: Union[str, torch.device] = 'cpu',
         data_config: Optional[dict[str, Any]] = None,
 ) -> EvalResult:
-    """Top-1/top-5 error and mean loss of ``model`` on every image of a split folder.
+    """Top-1/top-5 error and mean loss of ``model`` on every image of a split folder, with their provenance.
 
     Args:
         model: Classifier; its ``pretrained_cfg`` gives the preprocessing unless ``data_config`` is given.
@@ -106,6 +152,8 @@ def evaluate(
     Raises:
         ValueError: The split has another number of classes than the model, or other label names, or no images.
     """
+    from timm.data import create_dataset, create_loader, resolve_data_config
+
     split_dir = Path(split_dir)
     start = time.perf_counter()
     dataset = create_dataset('', root=str(split_dir))
@@ -118,19 +166,8 @@ def evaluate(
         dataset, input_size=config['input_size'], batch_size=batch_size, is_training=False, use_prefetcher=False,
         interpolation=config['interpolation'], mean=config['mean'], std=config['std'], crop_pct=config['crop_pct'],
         crop_mode=config.get('crop_mode'), num_workers=workers, device=torch.device(device))
-    model = model.to(device).eval()
-    loss_sum, top1, top5, count = 0., 0, 0, 0
-    k = min(5, model.num_classes)
-    for images, targets in loader:
-        images, targets = images.to(device), targets.to(device)
-        logits = model(images).float()
-        loss_sum += F.cross_entropy(logits, targets, reduction='sum').item()
-        hits = logits.topk(k, dim=1).indices.eq(targets[:, None])
-        top1 += hits[:, 0].sum().item()
-        top5 += hits.any(dim=1).sum().item()
-        count += targets.numel()
+    metrics = evaluate(model.to(device), loader, device)
     return EvalResult(
-        top1_err=100. * (1 - top1 / count), top5_err=100. * (1 - top5 / count), loss=loss_sum / count,
-        num_images=count, split_dir=str(split_dir), split_sha256=split_checksum(split_dir),
-        class_names=tuple(class_names), data_config={k: v for k, v in config.items()},
-        hardware=hardware_description(device), seconds=time.perf_counter() - start)
+        **asdict(metrics), split_dir=str(split_dir), split_sha256=split_checksum(split_dir),
+        class_names=tuple(class_names), data_config=dict(config), hardware=hardware_description(device),
+        seconds=time.perf_counter() - start)

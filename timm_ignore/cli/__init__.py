@@ -1,4 +1,9 @@
-"""The ``timm-ignore`` command: one subcommand per module of this package, imported only when used."""
+"""The ``timm-ignore`` command: one subcommand per module of this package, imported only when used.
+
+``main`` is the one error boundary: a mistake the user can fix (a missing file, a bad option, an unreadable
+checkpoint, an existing output) is printed as one line naming it, with exit status 2; anything else is a bug and
+keeps its traceback.
+"""
 import argparse
 import importlib
 import sys
@@ -20,6 +25,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a user's mistake: the tools raise them with a message naming the input."""
+    from ..models._pretrained import NoPretrainedWeightsError
+    return ValueError, OSError, NoPretrainedWeightsError
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``timm-ignore`` console script."""
     parser = argparse.ArgumentParser(prog='timm-ignore', description='Learning to ignore (BMVC 2021) on timm.')
@@ -30,9 +41,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.parse_args(argv)  # prints usage and exits for a missing or unknown command
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    sub = argparse.ArgumentParser(prog=f'timm-ignore {argv[0]}', description=SUBCOMMANDS[argv[0]][1])
+    prog = f'timm-ignore {argv[0]}'
+    sub = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[argv[0]][1])
     module.add_arguments(sub)
-    return int(module.run(sub.parse_args(argv[1:])) or 0)
+    args = sub.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except _user_errors() as e:
+        message = str(e) if not isinstance(e, OSError) or not e.filename else f'{e.filename}: {e.strerror}'
+        print(f'{prog}: error: {message}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ import pathlib
 import sys
 from datetime import datetime
 
-from .train import _key_value
+from .options import KeyValueKwargs, add_device_option, recipe_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,11 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEMO_SEEDS), help='one run per model and seed')
     parser.add_argument('--output', help='folder for the runs, results and plot (default output/compare/DATE-TIME)')
     parser.add_argument('--epochs', type=int, help='override the recipe epochs')
-    parser.add_argument('--device', help='cuda, cpu, ... (default: cuda when available, else cpu)')
-    parser.add_argument('--model-kwargs', nargs='*', default=[], type=_key_value, metavar='KEY=VALUE')
-    parser.add_argument('--set', nargs='*', default=[], type=_key_value, metavar='KEY=VALUE', dest='settings',
-                        help='any other recipe key, e.g. workers=8')
-    parser.add_argument('--paper-tables', help="the paper's tables (paper_tables.csv) for the paper column")
+    add_device_option(parser)
+    parser.add_argument('--model-kwargs', nargs='*', default={}, action=KeyValueKwargs, metavar='KEY=VALUE',
+                        help="extra model arguments as timm's train.py takes them, e.g. depth=8")
+    recipe_settings(parser)
+    parser.add_argument('--paper-tables', metavar='CSV',
+                        help="the paper's tables for the paper column (default: the copy shipped in the package)")
     parser.add_argument('--paper-dataset', choices=('cifar10', 'cifar100', 'imagenet1k'),
                         help='dataset of the paper column (default: from the recipe num_classes)')
     parser.add_argument('--test-split', default='test', help='split tested at the best validation epoch')
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..figures.loss_curves import plot_loss_curves
     from ..train import ConfigError, TrainConfig
-    from ..train.compare import format_table, read_paper_table, run_comparison, summarize, write_results
+    from ..paper import read_paper_tables
+    from ..train.compare import format_table, run_comparison, summarize, write_results
     setup_default_logging()
     output = pathlib.Path(args.output or pathlib.Path('output', 'compare', datetime.now().strftime('%Y%m%d-%H%M%S')))
     demo = args.data_dir is None
@@ -66,14 +68,14 @@ def run(args: argparse.Namespace) -> int:
     if args.model_kwargs:
         overrides['model_kwargs'] = dict(args.model_kwargs)
     overrides.update({k: v for k, v in (('epochs', args.epochs), ('device', args.device)) if v is not None})
+    paper_tables = read_paper_tables(args.paper_tables)
     try:
         num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
         records = run_comparison(args.models, args.seeds, args.config, overrides, output / 'runs', args.test_split)
     except (ConfigError, FileExistsError) as e:
         print(f'timm-ignore compare: error: {e}', file=sys.stderr)
         return 2
-    paper_table = read_paper_table(args.paper_tables) if args.paper_tables else None
-    rows = summarize(records, _paper_dataset(args, num_classes), paper_table)
+    rows = summarize(records, _paper_dataset(args, num_classes), paper_tables)
     what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
     title = f'{args.test_split} error at the best validation epoch, mean ± std over seeds {args.seeds}; data: {what}'
     table = format_table(rows, title)

@@ -1,28 +1,25 @@
 """``timm-ignore publish``: turn a training run into a Hub model folder, and optionally upload it."""
 import argparse
-import sys
 
-from timm.utils import ParseKwargs
-
-from ..hub.publish import publish_folder
-from ..hub.push import plan_push, push_folder
+from .options import add_checkpoint_options, add_device_option, add_model_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint', help='run folder (model_best.pth.tar / last.pth.tar) or checkpoint file')
     parser.add_argument('--out', required=True, help='model folder to create')
-    parser.add_argument('--data', required=True, help='ImageFolder tree with the evaluation split')
+    parser.add_argument('--data', required=True, help='dataset root holding the evaluation split folder')
     parser.add_argument('--repo-id', required=True, help='Hub repository ORG/NAME the folder is for')
-    parser.add_argument('--paper-tables', required=True, help="the paper's tables as CSV (paper_tables.csv)")
-    parser.add_argument('--model', help='NAME.TAG to publish (default: the run\'s model, default tag)')
+    parser.add_argument('--paper-tables', metavar='CSV',
+                        help="the paper's tables (default: the copy shipped in the package)")
+    parser.add_argument('--run-record', metavar='YAML',
+                        help='card fields the run folder lacks: dataset, recipe, hardware, wall_time_s, seed, ...')
+    add_model_options(parser, help="NAME.TAG to publish (default: the run's model, tag by its class count)")
+    add_checkpoint_options(parser)
     parser.add_argument('--split', default='test', help='evaluation split folder (default: test)')
-    parser.add_argument('--which', choices=('best', 'last'), default='best', help='checkpoint of a run folder')
-    parser.add_argument('--ema', action='store_true', help='publish the EMA weights (state_dict_ema)')
-    parser.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, help='extra model args k=v')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing folder / Hub weights')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
-    parser.add_argument('--device', default='cpu')
+    add_device_option(parser)
     parser.add_argument('--push', action='store_true', help='upload the folder to --repo-id (needs a token)')
     parser.add_argument('--dry-run', action='store_true', help='with --push: list what would be uploaded, no upload')
     parser.add_argument('--revision', help='Hub branch to push to (default: main)')
@@ -30,14 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        folder = publish_folder(
-            args.checkpoint, args.out, data_root=args.data, repo_id=args.repo_id, paper_tables=args.paper_tables,
-            model_name=args.model, split=args.split, which=args.which, ema=args.ema, model_kwargs=args.model_kwargs,
-            overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers, device=args.device)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    from ..hub.publish import publish_folder, read_run_record
+    from ..hub.push import plan_push, push_folder
+    from .options import resolve_device
+
+    folder = publish_folder(
+        args.checkpoint, args.out, data_root=args.data, repo_id=args.repo_id, paper_tables=args.paper_tables,
+        model_name=args.model, split=args.split, which=args.which, ema=args.ema, model_kwargs=args.model_kwargs,
+        num_classes=args.num_classes, run_record=read_run_record(args.run_record) if args.run_record else None,
+        overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
+        device=resolve_device(args.device))
     r = folder.result
     print(f'{folder.model_name}: top-1 err {r.top1_err:.2f}%, top-5 err {r.top5_err:.2f}%, loss {r.loss:.4f} '
           f'on {r.num_images} images of {r.split_dir}')
@@ -48,11 +47,6 @@ def run(args: argparse.Namespace) -> int:
     print(f'{"would upload" if args.dry_run else "uploading"} to hf-hub:{plan.repo_id}@{plan.revision or "main"}:')
     for name in plan.files:
         print(f'  {name}')
-    if args.dry_run:
-        return 0
-    try:
+    if not args.dry_run:
         print(push_folder(plan, private=args.private, overwrite=args.overwrite))
-    except (PermissionError, FileExistsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
     return 0

@@ -1,46 +1,43 @@
 """``timm-ignore validate``: evaluate a model (a checkpoint or pretrained weights) on an ImageFolder split."""
 import argparse
 import json
-import sys
 
-import timm
-from timm.utils import ParseKwargs
-
-from ..evaluate import evaluate, find_split
-from ..hub.checkpoint import create_from_checkpoint, read_checkpoint
+from .options import add_checkpoint_options, add_device_option, add_model_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('data', help='ImageFolder tree, e.g. the output of prepare-cifar')
-    parser.add_argument('--model', required=True, help='NAME[.TAG], hf-hub:ORG/NAME or local-dir:DIR')
+    parser.add_argument('data', help='dataset root holding the split folder, e.g. the output of prepare-cifar')
+    add_model_options(parser, help="NAME[.TAG], hf-hub:ORG/NAME or local-dir:DIR (default: the run's model)")
     weights = parser.add_mutually_exclusive_group(required=True)
     weights.add_argument('--checkpoint', help='run folder or checkpoint file to evaluate')
     weights.add_argument('--pretrained', action='store_true', help="the model's published weights")
+    add_checkpoint_options(parser)
     parser.add_argument('--split', default='test', help='split folder (default: test)')
-    parser.add_argument('--which', choices=('best', 'last'), default='best', help='checkpoint of a run folder')
-    parser.add_argument('--ema', action='store_true', help='evaluate the EMA weights (state_dict_ema)')
-    parser.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, help='extra model args k=v')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
-    parser.add_argument('--device', default='cpu')
+    add_device_option(parser)
     parser.add_argument('--json', action='store_true', help='print the result as JSON')
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        split_dir = find_split(args.data, args.split)
-        if args.pretrained:
-            model = timm.create_model(args.model, pretrained=True, **args.model_kwargs)
-        else:
-            checkpoint = read_checkpoint(args.checkpoint, which=args.which, ema=args.ema)
-            model = create_from_checkpoint(args.model, checkpoint, model_kwargs=args.model_kwargs)
-        result = evaluate(model, split_dir, batch_size=args.batch_size, workers=args.workers, device=args.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    from ..checkpoint import load_model
+    from ..evaluate import evaluate_split, find_split
+    from .options import UsageError, resolve_device
+
+    device = resolve_device(args.device)
+    split_dir = find_split(args.data, args.split, flag='DATA')
+    if args.pretrained:
+        import timm
+        if not args.model:
+            raise UsageError('--pretrained needs --model.')
+        model = timm.create_model(args.model, pretrained=True, num_classes=args.num_classes, **args.model_kwargs)
+    else:
+        model, _ = load_model(args.checkpoint, args.model, which=args.which, ema=args.ema,
+                              model_kwargs=args.model_kwargs, num_classes=args.num_classes)
+    result = evaluate_split(model, split_dir, batch_size=args.batch_size, workers=args.workers, device=device)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(f'{args.model}: top-1 err {result.top1_err:.2f}%, top-5 err {result.top5_err:.2f}%, '
-              f'loss {result.loss:.4f} on {result.num_images} images of {result.split_dir}')
+        print(f'{args.model or model.pretrained_cfg["architecture"]}: top-1 err {result.top1_err:.2f}%, top-5 err '
+              f'{result.top5_err:.2f}%, loss {result.loss:.4f} on {result.num_images} images of {result.split_dir}')
     return 0

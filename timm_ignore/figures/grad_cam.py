@@ -7,11 +7,10 @@ a 32x32 image, an ImageNet model a 224x224 centre crop, and its map is drawn on 
 pytorch_grad_cam min-max scales every map to [0, 1], so a figure compares *where* models look, not how strongly:
 absolute map values mean nothing across models or images, and a map that is zero everywhere stays zero.
 """
-import difflib
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     'CELL_INCHES', 'DPI', 'ClassActivationMap', 'class_activation_maps', 'folder_class_names', 'load_images',
-    'load_model', 'plot_grad_cam', 'resolve_target_layer',
+    'plot_grad_cam', 'resolve_target_layer',
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -47,47 +46,6 @@ class ClassActivationMap:
     target_class: int
 
 
-def load_model(
-        name: str,
-        checkpoint: Optional[PathLike] = None,
-        pretrained: bool = False,
-        num_classes: Optional[int] = None,
-        **model_kwargs: Any,
-) -> nn.Module:
-    """Create ``name`` (``NAME[.tag]``) with random, published (``pretrained``) or checkpoint weights.
-
-    Args:
-        name: Registered model name, with an optional pretrained tag giving its class count and data config.
-        checkpoint: A timm training checkpoint (``train.py`` or ``timm-ignore train``), loaded strictly, without EMA.
-        pretrained: Load the model's published weights; the registry's error propagates when there are none.
-        num_classes: Class count, when neither the tag's nor the model's default fits the checkpoint.
-        **model_kwargs: Extra ``timm.create_model`` arguments (e.g. ``depth``).
-
-    Raises:
-        ValueError: Unknown model, both weight sources given, or a checkpoint that does not fit the model.
-        FileNotFoundError: The checkpoint does not exist.
-    """
-    import timm
-
-    if ':' not in name and not timm.is_model(name):
-        close = difflib.get_close_matches(name.split('.', 1)[0], timm.list_models(), n=3)
-        hint = f'did you mean {", ".join(close)}?' if close else '`timm-ignore models` lists this package\'s models.'
-        raise ValueError(f'unknown model {name!r}; {hint}')
-    if checkpoint is not None and pretrained:
-        raise ValueError(f'{name}: give a checkpoint or pretrained, not both.')
-    if checkpoint is not None and not pathlib.Path(checkpoint).is_file():
-        raise FileNotFoundError(f'{checkpoint}: no such checkpoint file.')
-    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
-    if checkpoint is not None:
-        try:
-            timm.models.load_checkpoint(model, str(checkpoint), use_ema=False)
-        except RuntimeError as e:
-            raise ValueError(
-                f'{checkpoint} does not fit {name} ({model.num_classes} classes); pass the tag or num_classes and '
-                f'the model arguments it was trained with: {e}') from e
-    return model.eval()
-
-
 def folder_class_names(split: PathLike) -> list[str]:
     """Class folder names of an ImageFolder split, in the label order timm's datasets give them."""
     from timm.data import ImageDataset
@@ -104,24 +62,32 @@ def load_images(sources: Sequence[PathLike], max_images: int = 8) -> list[tuple[
 
     Raises:
         FileNotFoundError: A source does not exist, or a folder holds no images.
+        ValueError: A file that is not an image.
     """
     import numpy as np
     from PIL import Image
     from timm.data import ImageDataset
 
+    def read(path: pathlib.Path) -> 'Image.Image':
+        try:
+            with Image.open(path) as image:
+                return image.convert('RGB')
+        except OSError:  # PIL's UnidentifiedImageError included
+            raise ValueError(f'{path}: not an image file PIL can read (PNG, JPEG, ...).') from None
+
+    if max_images < 1:
+        raise ValueError(f'--max-images must be at least 1, got {max_images}.')
     images = []
     for source in map(pathlib.Path, sources):
         if source.is_file():
-            with Image.open(source) as image:
-                images.append((source.name, image.convert('RGB')))
+            images.append((source.name, read(source)))
         elif source.is_dir():
             dataset = ImageDataset(str(source))
             if len(dataset) == 0:
                 raise FileNotFoundError(f'{source}: no images in this folder.')
             for index in np.unique(np.linspace(0, len(dataset) - 1, max_images).round().astype(int)):
                 path = pathlib.Path(dataset.filename(index, absolute=True))
-                with Image.open(path) as image:
-                    images.append((f'{path.parent.name}/{path.name}', image.convert('RGB')))
+                images.append((f'{path.parent.name}/{path.name}', read(path)))
         else:
             raise FileNotFoundError(f'{source}: no such image file or ImageFolder split.')
     return images

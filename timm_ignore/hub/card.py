@@ -1,35 +1,33 @@
-"""The model card (the Hub repository's README.md) of a published checkpoint.
+"""The model card (the Hub repository's README.md) of a published checkpoint, written with huggingface_hub.
 
-The YAML front matter is the Hub metadata (``library_name: timm``, license, datasets, tags, ``model-index`` with the
-measured metrics) plus the ``timm_ignore`` section that makes the card a registry entry once it is copied into
-``weights_cards/`` (see ``timm_ignore.models._weights``). Every number in the card comes from the evaluation it is
-given; nothing is typed by hand.
+The front matter is huggingface_hub's :class:`~huggingface_hub.ModelCardData`: Hub metadata, ``model-index`` with
+the measured metrics as :class:`~huggingface_hub.EvalResult` entries, and the ``timm_ignore`` section that makes
+the card a registry entry once it is copied into ``weights_cards/`` (see ``timm_ignore.models._weights``). Every
+number comes from the evaluation and the training record it is given; model and dataset names come from the zoo table.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
+from huggingface_hub import EvalResult as HubEvalResult
+from huggingface_hub import ModelCard, ModelCardData
 
 from ..evaluate import EvalResult
-from ..models.zoo import PAPER_ID, ModelSpec
-from .checkpoint import TrainingCheckpoint
-from .paper import PaperResult
+from ..models.zoo import AUTHORS_CODE_URL, DATASETS, PAPER_ID, ModelSpec
+from ..paper import PaperResult
+from ..version import PROJECT_URL
 
-__all__ = ['CardInputs', 'render_card']
+__all__ = ['CardInputs', 'TrainingRecord', 'build_card']
 
-#: Hub dataset id and display name of each dataset tag.
-HUB_DATASETS = {
-    'cifar10': ('uoft-cs/cifar10', 'CIFAR-10'),
-    'cifar100': ('uoft-cs/cifar100', 'CIFAR-100'),
-    'in1k': ('ILSVRC/imagenet-1k', 'ImageNet-1k'),
-}
 #: Training args shown as the recipe, when the run recorded them.
 RECIPE_ARGS = (
-    'epochs', 'batch_size', 'opt', 'lr', 'momentum', 'weight_decay', 'sched', 'decay_milestones', 'decay_rate',
-    'warmup_epochs', 'smoothing', 'mixup', 'hflip', 'model_ema', 'model_ema_decay', 'amp', 'model_kwargs')
+    'config', 'epochs', 'batch_size', 'opt', 'lr', 'lr_base', 'momentum', 'weight_decay', 'sched', 'decay_milestones',
+    'decay_rate', 'warmup_epochs', 'smoothing', 'mixup', 'hflip', 'model_ema', 'model_ema_decay', 'amp',
+    'model_kwargs')
 #: Training args that say which data the run trained and selected on.
 DATA_ARGS = ('data_dir', 'dataset', 'train_split', 'val_split', 'num_classes')
+#: The card's data config keys (those a registry card may carry).
+DATA_CONFIG_KEYS = ('input_size', 'mean', 'std', 'crop_pct', 'interpolation')
 CITATION = """@inproceedings{laakom2021learning,
   title     = {Learning to ignore: rethinking attention in {CNNs}},
   author    = {Laakom, Firas and Chumachenko, Kateryna and Raitoharju, Jenni and Iosifidis, Alexandros and
@@ -39,7 +37,42 @@ CITATION = """@inproceedings{laakom2021learning,
   eprint    = {2111.05684},
   archivePrefix = {arXiv}
 }"""
-_METRICS = (('top1_err', 'top1_error', 'Top-1 error (%)'), ('top5_err', 'top5_error', 'Top-5 error (%)'))
+#: EvalResult field -> (Hub metric type, display name).
+_METRICS = {'top1_err': ('top1_error', 'Top-1 error (%)'), 'top5_err': ('top5_error', 'Top-5 error (%)')}
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What the card states about the training run; None is shown as "not recorded".
+
+    A run folder gives most of it (``args.yaml``, ``summary.csv``, the checkpoint); a run record (``publish
+    --run-record``) gives the rest or overrides it, e.g. a zoo run's GPU and wall time.
+
+    Attributes:
+        checkpoint: File name of the published checkpoint.
+        ema: Whether the published weights are the EMA weights.
+        seed: Training seed.
+        epochs: Epochs trained.
+        best_epoch: Epoch of the published checkpoint (train.py's 0-based numbering, as in summary.csv).
+        val_top1_err: Validation top-1 error (%) of that epoch.
+        dataset: What the training data was, when it is not simply the tag's dataset (e.g. "CIFAR-10 (JPEG copy):
+            ...").
+        recipe: The recipe followed (e.g. "the authors' CIFAR recipe, train_scripts/cifar10.yaml").
+        hardware: Where it trained (e.g. "1x NVIDIA H100").
+        wall_time_s: Training wall time in seconds.
+        args: The run's arguments (train.py's), for the recipe and data tables.
+    """
+    checkpoint: str = ''
+    ema: bool = False
+    seed: Optional[int] = None
+    epochs: Optional[int] = None
+    best_epoch: Optional[int] = None
+    val_top1_err: Optional[float] = None
+    dataset: Optional[str] = None
+    recipe: Optional[str] = None
+    hardware: Optional[str] = None
+    wall_time_s: Optional[float] = None
+    args: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,45 +84,33 @@ class CardInputs:
     num_classes: int
     result: EvalResult
     paper: dict[str, PaperResult]
-    checkpoint: TrainingCheckpoint
+    training: TrainingRecord
     code_version: str
     license: str = 'apache-2.0'
 
 
-def _front_matter(c: CardInputs) -> dict[str, Any]:
-    hub_dataset, dataset_name = HUB_DATASETS[c.tag]
+def _card_data(c: CardInputs) -> ModelCardData:
+    dataset = DATASETS[c.tag]
     split = Path(c.result.split_dir).name
-    metrics = [dict(type=hub_type, name=name, value=round(getattr(c.result, field), 4))
-               for field, hub_type, name in _METRICS]
-    metrics.append(dict(type='loss', name='Cross-entropy loss', value=round(c.result.loss, 6)))
-    data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in c.result.data_config.items()
-                   if k in ('input_size', 'mean', 'std', 'crop_pct', 'interpolation')}
-    return {
-        'library_name': 'timm',
-        'license': c.license,
-        'pipeline_tag': 'image-classification',
-        'datasets': [hub_dataset],
-        'tags': ['image-classification', 'timm', 'timm-ignore', 'learning-to-ignore', PAPER_ID.lower()],
-        'model-index': [{
-            'name': f'{c.spec.name}.{c.tag}',
-            'results': [{
-                'task': {'type': 'image-classification', 'name': 'Image Classification'},
-                'dataset': {'type': c.tag, 'name': dataset_name, 'split': split},
-                'metrics': metrics,
-            }],
-        }],
-        'timm_ignore': {
-            'model': c.spec.name, 'tag': c.tag, 'hf_hub_id': c.repo_id, 'num_classes': c.num_classes,
-            'data_config': data_config,
-        },
-    }
-
-
-def _paper_cell(paper: Optional[PaperResult]) -> str:
-    if paper is None:
-        return 'not reported'
-    std = f' ± {paper.std:.2f}' if paper.std is not None else ''
-    return f'{paper.value:.2f}{std} (Table {paper.table})'
+    common = dict(task_type='image-classification', task_name='Image Classification', dataset_type=dataset.hub_id,
+                  dataset_name=dataset.display_name)
+    results = [HubEvalResult(**common, dataset_split=split, metric_type=hub_type, metric_name=name,
+                             metric_value=round(getattr(c.result, key), 4))
+               for key, (hub_type, name) in _METRICS.items()]
+    results.append(HubEvalResult(**common, dataset_split=split, metric_type='loss', metric_name='Cross-entropy loss',
+                                 metric_value=round(c.result.loss, 6)))
+    if c.training.val_top1_err is not None:
+        results.append(HubEvalResult(
+            **common, dataset_split='validation', metric_type='top1_error', metric_name='Top-1 error (%)',
+            metric_value=round(c.training.val_top1_err, 4)))
+    data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in (c.result.data_config or {}).items()
+                   if k in DATA_CONFIG_KEYS}
+    return ModelCardData(
+        library_name='timm', license=c.license, pipeline_tag='image-classification', datasets=[dataset.hub_id],
+        tags=['image-classification', 'timm', 'timm-ignore', 'learning-to-ignore', PAPER_ID.lower()],
+        model_name=f'{c.spec.name}.{c.tag}', eval_results=results,
+        timm_ignore={'model': c.spec.name, 'tag': c.tag, 'hf_hub_id': c.repo_id, 'num_classes': c.num_classes,
+                     'data_config': data_config})
 
 
 def _args_table(args: dict[str, Any], keys: tuple[str, ...]) -> str:
@@ -97,25 +118,26 @@ def _args_table(args: dict[str, Any], keys: tuple[str, ...]) -> str:
     return '\n'.join(['| arg | value |', '|---|---|', *rows]) if rows else '_The run recorded none of these args._'
 
 
-def render_card(c: CardInputs) -> str:
-    """The card as Markdown with YAML front matter."""
-    r, name, ckpt = c.result, f'{c.spec.name}.{c.tag}', c.checkpoint
-    attention = 'no attention'
-    if c.spec.attn is not None:
-        attention = f'{c.spec.attn.upper()} attention, {c.spec.gate.name} gate'
-    results = '\n'.join(
-        f'| {label} | {getattr(r, field):.2f} | {_paper_cell(c.paper.get(field))} |' for field, _, label in _METRICS)
-    which = 'EMA weights' if ckpt.ema else 'weights'
-    epoch = f', epoch {ckpt.epoch}' if ckpt.epoch is not None else ''
-    front = yaml.safe_dump(_front_matter(c), sort_keys=False, width=120)
-    return f"""---
-{front}---
+def _shown(value: Any, fmt: str = '{}') -> str:
+    return 'not recorded' if value is None else fmt.format(value)
 
+
+def build_card(c: CardInputs) -> ModelCard:
+    """The card: huggingface_hub's metadata as front matter, and the Markdown body."""
+    r, t, name = c.result, c.training, f'{c.spec.name}.{c.tag}'
+    dataset = DATASETS[c.tag]
+    split = Path(r.split_dir).name
+    results = '\n'.join(
+        f'| {label} | {getattr(r, key):.2f} | {c.paper[key] if key in c.paper else "not reported"} |'
+        for key, (_, label) in _METRICS.items())
+    hours = None if t.wall_time_s is None else t.wall_time_s / 3600
+    body = f"""
 # {name}
 
-{c.spec.family.description}: {attention}, trained on {HUB_DATASETS[c.tag][1]}, from *Learning to ignore: rethinking
-attention in CNNs* (BMVC 2021, {PAPER_ID}), as implemented by [timm-ignore](https://github.com/firasl/inverse_attention)
-on timm.
+{c.spec.family.description}: {c.spec.attention_label}, trained on {dataset.display_name}. A model of *Learning to
+ignore: rethinking attention in CNNs* (Laakom et al., BMVC 2021, {PAPER_ID}), implemented on timm by
+[timm-ignore]({PROJECT_URL}). The paper's authors published their own code at
+[{AUTHORS_CODE_URL.split('github.com/')[-1]}]({AUTHORS_CODE_URL}).
 
 ## Usage
 
@@ -133,8 +155,8 @@ Fine-tune to another class count with `timm.create_model('hf-hub:{c.repo_id}', p
 
 ## Results
 
-Measured by `timm-ignore publish` on the `{Path(r.split_dir).name}` split ({r.num_images} images,
-SHA-256 `{r.split_sha256}`), mean cross-entropy loss {r.loss:.4f}. The paper reports the mean (± std) of its runs.
+Measured by `timm-ignore publish` on the `{split}` split ({r.num_images} images, SHA-256 `{r.split_sha256}`), mean
+cross-entropy loss {r.loss:.4f}. The paper reports the mean (± std) of its runs.
 
 | metric | this checkpoint | paper |
 |---|---|---|
@@ -142,22 +164,27 @@ SHA-256 `{r.split_sha256}`), mean cross-entropy loss {r.loss:.4f}. The paper rep
 
 ## Training
 
-Checkpoint `{ckpt.path.name}` ({which}{epoch}); seed `{ckpt.args.get('seed', 'not recorded')}`. The run's full
-arguments are in `args.yaml` beside this card.
+- Data: {t.dataset or dataset.display_name}
+- Recipe: {_shown(t.recipe)}
+- Seed: {_shown(t.seed)}; epochs: {_shown(t.epochs)}
+- Published checkpoint: `{t.checkpoint}` ({'EMA weights' if t.ema else 'weights'}), epoch {_shown(t.best_epoch)}
+  (0-based, as in the run's summary.csv); validation top-1 error {_shown(t.val_top1_err, '{:.2f}%')}
+- Trained on: {_shown(t.hardware)}; wall time {_shown(hours, '{:.2f} h')}
 
-Recipe:
+The run's full arguments are in `args.yaml` beside this card.
 
-{_args_table(ckpt.args, RECIPE_ARGS)}
+Recipe args:
 
-Data:
+{_args_table(t.args, RECIPE_ARGS)}
 
-{_args_table(ckpt.args, DATA_ARGS)}
+Data args:
+
+{_args_table(t.args, DATA_ARGS)}
 
 ## Provenance
 
 - Code: {c.code_version}
 - Evaluated on: {r.hardware}
-- Data config: `{ {k: v for k, v in _front_matter(c)['timm_ignore']['data_config'].items()} }`
 
 ## Citation
 
@@ -165,3 +192,4 @@ Data:
 {CITATION}
 ```
 """
+    return ModelCard(f'---\n{_card_data(c).to_yaml()}\n---\n{body}')

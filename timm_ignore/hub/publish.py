@@ -4,24 +4,25 @@ The folder holds ``model.safetensors`` and timm's ``config.json`` (both written 
 model card ``README.md`` with the metrics measured here, and the run's ``args.yaml``. It is written beside the
 target and renamed into place when complete, so a failed run leaves no half-written folder.
 """
+import csv
 import json
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import yaml
-from timm.models import save_for_hf
 
-from ..evaluate import EvalResult, evaluate, find_split
+from ..checkpoint import TrainingCheckpoint, load_model, read_checkpoint
+from ..evaluate import EvalResult, evaluate_split, find_split
 from ..models.zoo import DATASETS, get_model_spec
+from ..paper import read_paper_tables
 from ..provenance import code_version
 from ..staging import staged_directory
-from .card import CardInputs, render_card
-from .checkpoint import create_from_checkpoint, read_checkpoint
-from .paper import paper_results
+from .card import CardInputs, TrainingRecord, build_card
 
-__all__ = ['PublishedFolder', 'code_version', 'publish_folder']
+__all__ = ['PublishedFolder', 'publish_folder', 'read_run_record', 'training_record']
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,50 @@ class PublishedFolder:
     result: EvalResult
 
 
-def _split_tag(model_name: str, num_classes: Optional[int]) -> tuple[str, str]:
-    """``(name, tag)`` of a ``name[.tag]``; without a tag, the tag with the run's class count, else the default."""
-    spec = get_model_spec(model_name)
-    name, _, tag = model_name.partition('.')
-    matching = [t for t in spec.family.datasets if DATASETS[t].num_classes == num_classes]
-    tag = tag or (matching[0] if len(matching) == 1 else spec.family.datasets[0])
-    if tag not in spec.family.datasets:
-        raise ValueError(f'{name} has no tag {tag!r}; its tags: {", ".join(spec.family.datasets)}.')
-    return name, tag
+def _summary_val_error(run_dir: Path, epoch: Optional[int]) -> Optional[float]:
+    """Validation top-1 error (%) of ``epoch`` from the run's summary.csv (train.py writes accuracy)."""
+    summary = run_dir / 'summary.csv'
+    if epoch is None or not summary.is_file():
+        return None
+    with summary.open(newline='') as f:
+        row = next((r for r in csv.DictReader(f) if r.get('epoch') == str(epoch) and r.get('eval_top1')), None)
+    return None if row is None else 100. - float(row['eval_top1'])
 
 
-def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(args, default=str))
+def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[str, Any]] = None) -> TrainingRecord:
+    """What a run folder says about its training, with a run record's keys on top.
+
+    Raises:
+        ValueError: ``overrides`` holds a key that is not a :class:`~timm_ignore.hub.card.TrainingRecord` field.
+    """
+    args = checkpoint.args
+    derived = dict(
+        checkpoint=checkpoint.path.name, ema=checkpoint.ema, seed=args.get('seed'), epochs=args.get('epochs'),
+        best_epoch=checkpoint.epoch, val_top1_err=_summary_val_error(checkpoint.run_dir, checkpoint.epoch),
+        recipe=args.get('config') or None, args=args)
+    allowed = {f.name for f in fields(TrainingRecord)} - {'checkpoint', 'ema', 'args'}
+    unknown = sorted(set(overrides or {}) - allowed)
+    if unknown:
+        raise ValueError(f'run record: unknown keys {", ".join(unknown)}; allowed: {", ".join(sorted(allowed))}.')
+    return TrainingRecord(**{**derived, **(overrides or {})})
+
+
+def read_run_record(path: Union[str, Path]) -> dict[str, Any]:
+    """A run record (YAML or JSON mapping of :class:`~timm_ignore.hub.card.TrainingRecord` fields).
+
+    Raises:
+        FileNotFoundError, ValueError: No such file, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such run record (--run-record).')
+    try:
+        record = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except yaml.YAMLError as e:
+        raise ValueError(f'{path}: invalid YAML/JSON (--run-record): {e}') from None
+    if not isinstance(record, dict):
+        raise ValueError(f'{path}: a run record is a mapping of card fields (--run-record).')
+    return record
 
 
 def publish_folder(
@@ -53,12 +85,14 @@ def publish_folder(
         *,
         data_root: Union[str, Path],
         repo_id: str,
-        paper_tables: Union[str, Path],
+        paper_tables: Union[str, Path, None] = None,
         model_name: Optional[str] = None,
         split: str = 'test',
         which: str = 'best',
-        ema: bool = False,
+        ema: Optional[bool] = None,
         model_kwargs: Optional[dict[str, Any]] = None,
+        num_classes: Optional[int] = None,
+        run_record: Optional[Mapping[str, Any]] = None,
         overwrite: bool = False,
         batch_size: int = 128,
         workers: int = 0,
@@ -71,44 +105,53 @@ def publish_folder(
         out_dir: Folder to create.
         data_root: ImageFolder tree with the evaluation ``split`` (``<root>/<split>/<class>/...``).
         repo_id: Hub repository (``ORG/NAME``) the folder is for; the card and its usage name it.
-        paper_tables: The paper's tables as CSV, for the paper's number of the same row.
-        model_name: ``name.tag`` published (the tag gives the dataset); defaults to the run's model, default tag.
+        paper_tables: The paper's tables as CSV; default the copy shipped in the package.
+        model_name: ``name.tag`` published (the tag gives the dataset); defaults to the run's model and class count.
         split: Evaluation split folder.
         which: Run folder checkpoint, ``best`` or ``last``.
-        ema: Publish the EMA weights.
+        ema: EMA weights: None when the checkpoint has them (see ``timm_ignore.checkpoint``).
         model_kwargs: Model args beyond the run's ``model_kwargs``.
-        overwrite: Replace an existing ``out_dir``.
+        num_classes: Class count, when neither the tag nor the run gives it.
+        run_record: Card fields the run folder does not hold (see :func:`training_record`).
+        overwrite: Replace an existing ``out_dir`` (a folder; a file is never replaced).
         batch_size: Evaluation batch size.
         workers: Evaluation data loader workers.
         device: Evaluation device.
 
     Raises:
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is not set.
-        FileNotFoundError, ValueError: Bad checkpoint, data or tables (the message names the file).
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is not set, or it is a file.
+        FileNotFoundError, ValueError: Bad checkpoint, data, tables or run record (the message names the file).
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f'{out_dir}: already exists; pass overwrite (--overwrite) to replace it.')
-    if repo_id.count('/') != 1:
-        raise ValueError(f'repo_id must be "ORG/NAME", got {repo_id!r}.')
+    if out_dir.exists() and (not overwrite or not out_dir.is_dir()):
+        what = 'is a file, not a model folder; choose another --out' if out_dir.exists() and not out_dir.is_dir() \
+            else 'already exists; pass --overwrite to replace it'
+        raise FileExistsError(f'{out_dir}: {what}.')
+    if repo_id.count('/') != 1 or not all(repo_id.split('/')):
+        raise ValueError(f'--repo-id must be "ORG/NAME", got {repo_id!r}.')
     split_dir = find_split(data_root, split)
+    tables = read_paper_tables(paper_tables)
     checkpoint = read_checkpoint(checkpoint_path, which=which, ema=ema)
-    if model_name is None and not checkpoint.arch:
-        raise ValueError(f'{checkpoint.path}: records no architecture; name the model to publish.')
-    name, tag = _split_tag(model_name or checkpoint.arch, checkpoint.num_classes)
+    record = training_record(checkpoint, run_record)
+    model, checkpoint = load_model(checkpoint, model_name, model_kwargs=model_kwargs, num_classes=num_classes)
+    name, tag = model.pretrained_cfg['architecture'], model.pretrained_cfg.get('tag')
     spec = get_model_spec(name)
-    paper = paper_results(paper_tables, spec, tag)
-    model = create_from_checkpoint(f'{name}.{tag}', checkpoint, model_kwargs=model_kwargs)
-    result = evaluate(model, split_dir, batch_size=batch_size, workers=workers, device=device)
+    if not tag:
+        raise ValueError(f'{checkpoint.path}: a {model.num_classes}-class {name} is no tag of the zoo; publish '
+                         f'{" or ".join(f"{name}.{t}" for t in spec.family.datasets)} (--model).')
+    paper = tables.for_model(spec, DATASETS[tag].paper_dataset)
+    result = evaluate_split(model, split_dir, batch_size=batch_size, workers=workers, device=device)
 
+    from timm.models import save_for_hf
     with staged_directory(out_dir) as staging:
         save_for_hf(model.cpu(), str(staging), model_config={'label_names': list(result.class_names)},
                     safe_serialization=True)
         card = CardInputs(spec=spec, tag=tag, repo_id=repo_id, num_classes=model.num_classes, result=result,
-                          paper=paper, checkpoint=checkpoint, code_version=code_version())
-        (staging / 'README.md').write_text(render_card(card), encoding='utf-8')
+                          paper=paper, training=record, code_version=code_version())
+        build_card(card).save(staging / 'README.md')
         if checkpoint.args_file is not None:
             shutil.copyfile(checkpoint.args_file, staging / 'args.yaml')
         else:
-            (staging / 'args.yaml').write_text(yaml.safe_dump(_jsonable(checkpoint.args), sort_keys=False))
+            (staging / 'args.yaml').write_text(
+                yaml.safe_dump(json.loads(json.dumps(checkpoint.args, default=str)), sort_keys=False))
     return PublishedFolder(path=out_dir, model_name=f'{name}.{tag}', result=result)

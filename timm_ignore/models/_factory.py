@@ -56,13 +56,8 @@ def _entrypoint(spec: ModelSpec, module: str, create: Callable[..., nn.Module]) 
 
     entrypoint.__name__ = entrypoint.__qualname__ = spec.name
     entrypoint.__module__ = module
-    if spec.attn is None:
-        what = 'no attention'
-    else:
-        gate = spec.gate.name + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
-        what = f'{spec.attn.upper()} attention, {gate} gate'
     entrypoint.__doc__ = (
-        f'{spec.family.description}: {what}.\n\n'
+        f'{spec.family.description}: {spec.attention_label}.\n\n'
         f'Args:\n    pretrained: Load pretrained weights.\n'
         f'    **kwargs: Model args; attention models also take {", ".join(ATTENTION_KWARGS)}.\n')
     return entrypoint

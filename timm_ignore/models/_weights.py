@@ -15,6 +15,7 @@ is ``timm_ignore/weights_cards`` (in a source checkout a link to the top-level `
 by the ``TIMM_IGNORE_WEIGHTS_CARDS`` environment variable, read once when the package is imported.
 """
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
-__all__ = ['CARDS_DIR_ENV', 'WeightsCard', 'default_cards_dir', 'read_front_matter', 'read_weights_cards']
+__all__ = ['CARDS_DIR_ENV', 'WeightsCard', 'WeightsCardWarning', 'default_cards_dir', 'read_front_matter', 'read_weights_cards']
 
 #: Environment variable naming another cards folder (tests, private zoos).
 CARDS_DIR_ENV = 'TIMM_IGNORE_WEIGHTS_CARDS'
@@ -109,26 +110,46 @@ def _parse_card(path: Path, expected_classes: Mapping[str, int]) -> WeightsCard:
     return card
 
 
+class WeightsCardWarning(UserWarning):
+    """A weights card (or the cards folder) that could not be read at import; its tag has no weights."""
+
+
 def read_weights_cards(
         expected_classes: Mapping[str, int],
         directory: Optional[Path] = None,
+        strict: bool = True,
 ) -> dict[str, WeightsCard]:
     """Read every card of a cards folder.
 
     Args:
         expected_classes: Class count of every pretrained tag (``model.tag``) a card may describe.
         directory: Cards folder; defaults to :func:`default_cards_dir`.
+        strict: Raise on a missing folder or a bad card. Otherwise (the package import) warn with
+            :class:`WeightsCardWarning` and leave the card out, so its tag has no weights and the import works.
 
     Returns:
         The cards by ``model.tag``, in file name order.
 
     Raises:
-        FileNotFoundError: The folder does not exist.
-        ValueError: A malformed card, a card for an unknown tag or with another class count (naming the file).
+        FileNotFoundError: The folder does not exist (``strict``).
+        ValueError: A malformed card, a card for an unknown tag or with another class count, naming the file
+            (``strict``).
     """
     directory = default_cards_dir() if directory is None else Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f'Weights cards folder not found: {directory} (set {CARDS_DIR_ENV} or reinstall).')
-    paths = sorted(p for p in directory.glob('*.md') if p.name not in NOT_CARDS)
-    cards = (_parse_card(p, expected_classes) for p in paths)
-    return {card.name: card for card in cards}
+        message = f'Weights cards folder not found: {directory} (set {CARDS_DIR_ENV} or reinstall).'
+        if strict:
+            raise FileNotFoundError(message)
+        warnings.warn(f'{message} No model has pretrained weights.', WeightsCardWarning, stacklevel=2)
+        return {}
+    cards = {}
+    for path in sorted(p for p in directory.glob('*.md') if p.name not in NOT_CARDS):
+        try:
+            card = _parse_card(path, expected_classes)
+        except (ValueError, TypeError, OSError) as e:  # UnicodeDecodeError is a ValueError
+            if strict:
+                raise
+            warnings.warn(f'{e} This card is skipped: its tag has no weights.', WeightsCardWarning, stacklevel=2)
+            continue
+        cards[card.name] = card
+    return cards

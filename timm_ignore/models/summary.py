@@ -32,10 +32,7 @@ def _row(name: str) -> ModelRow:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.empty(1, *input_size, device='meta'))
-    if spec.attn is None:
-        gate = '-'
-    else:
-        gate = spec.gate.name + (f' (alpha={spec.gate.alpha})' if spec.gate.alpha is not None else '')
+    gate = '-' if spec.attn is None else spec.gate.label
     return ModelRow(
         name=name, attention=spec.attn.upper() if spec.attn else '-', gate=gate, tags=spec.family.datasets,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6, gflops=counter.get_total_flops() / 1e9,

@@ -12,11 +12,14 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ._weights import WeightsCard, read_weights_cards
 
 __all__ = [
-    'PAPER_ID', 'DatasetSpec', 'FamilySpec', 'GateSpec', 'ModelSpec', 'DATASETS', 'FAMILIES', 'GATES', 'ATTENTIONS',
-    'MODELS', 'PUBLISHED_WEIGHTS', 'family_models', 'get_model_spec', 'pretrained_cfgs', 'published_tags',
+    'AUTHORS_CODE_URL', 'PAPER_ID', 'DatasetSpec', 'FamilySpec', 'GateSpec', 'ModelSpec', 'DATASETS', 'FAMILIES',
+    'GATES', 'ATTENTIONS', 'MODELS', 'PUBLISHED_WEIGHTS', 'family_models', 'get_model_spec', 'pretrained_cfgs',
+    'published_tags',
 ]
 
 PAPER_ID = 'arXiv:2111.05684'
+#: The authors' code (Laakom et al.); this package is an independent implementation on timm.
+AUTHORS_CODE_URL = 'https://github.com/firasl/inverse_attention'
 #: Attention block types, by name suffix.
 ATTENTIONS = ('se', 'cbam')
 
@@ -28,6 +31,11 @@ class GateSpec:
     suffix: str
     name: str
     alpha: Optional[float] = None  # None: the gate's default (1.0 for ign1)
+
+    @property
+    def label(self) -> str:
+        """The flip as docs and cards name it: ``ign1 (alpha=0.8)``; the gate's name alone at its default alpha."""
+        return self.name + (f' (alpha={self.alpha})' if self.alpha is not None else '')
 
 
 #: The gates the paper reports, in its table order. alpha = 1 has no ``_aXX`` suffix.
@@ -43,9 +51,11 @@ GATES = (
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Data config of a pretrained tag; ``paper_dataset`` is the dataset's name in the paper's tables."""
+    """A pretrained tag's dataset: its names (paper tables, Hub, display) and data config."""
     tag: str
     paper_dataset: str
+    hub_id: str
+    display_name: str
     num_classes: int
     input_size: tuple[int, int, int]
     mean: tuple[float, float, float]
@@ -56,9 +66,12 @@ class DatasetSpec:
 
 DATASETS = {d.tag: d for d in (
     # CIFAR statistics of the official training sets; images are used at full size (crop_pct 1).
-    DatasetSpec('cifar10', 'cifar10', 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 1.0),
-    DatasetSpec('cifar100', 'cifar100', 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 1.0),
-    DatasetSpec('in1k', 'imagenet1k', 1000, (3, 224, 224), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, 0.875),
+    DatasetSpec('cifar10', 'cifar10', 'uoft-cs/cifar10', 'CIFAR-10', 10, (3, 32, 32),
+                (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 1.0),
+    DatasetSpec('cifar100', 'cifar100', 'uoft-cs/cifar100', 'CIFAR-100', 100, (3, 32, 32),
+                (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 1.0),
+    DatasetSpec('in1k', 'imagenet1k', 'ILSVRC/imagenet-1k', 'ImageNet-1k', 1000, (3, 224, 224),
+                IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, 0.875),
 )}
 
 
@@ -115,6 +128,11 @@ class ModelSpec:
         return f'{self.family.name}_{self.attn}{self.gate.suffix}'
 
     @property
+    def attention_label(self) -> str:
+        """The attention as docs and cards name it: ``SE attention, ign1 (alpha=0.8) gate`` or ``no attention``."""
+        return 'no attention' if self.attn is None else f'{self.attn.upper()} attention, {self.gate.label} gate'
+
+    @property
     def paper_method(self) -> str:
         """The row name of this model in the paper's tables (``standard``, ``se``, ``cbam_ign1_a08``, ...)."""
         return 'standard' if self.attn is None else f'{self.attn}{self.gate.suffix}'
@@ -144,7 +162,8 @@ MODELS: dict[str, ModelSpec] = _build_models()
 
 #: Published weights by ``model.tag``: exactly the model cards in ``weights_cards/`` (see ``_weights``).
 PUBLISHED_WEIGHTS: dict[str, WeightsCard] = read_weights_cards(
-    {f'{name}.{tag}': DATASETS[tag].num_classes for name, spec in MODELS.items() for tag in spec.family.datasets})
+    {f'{name}.{tag}': DATASETS[tag].num_classes for name, spec in MODELS.items() for tag in spec.family.datasets},
+    strict=False)  # a bad card warns and has no weights; it never breaks the import
 
 
 def published_tags(name: Optional[str] = None) -> list[str]:
@@ -185,7 +204,7 @@ def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
             crop_pct=data.crop_pct, interpolation=data.interpolation, mean=data.mean, std=data.std,
             first_conv=family.first_conv, classifier=family.classifier,
             paper_ids=PAPER_ID, paper_name='Learning to ignore: rethinking attention in CNNs',
-            license='apache-2.0', origin_url='https://github.com/firasl/inverse_attention',
+            license='apache-2.0', origin_url=AUTHORS_CODE_URL,
         )
         card = PUBLISHED_WEIGHTS.get(f'{spec.name}.{tag}')
         if card is not None:

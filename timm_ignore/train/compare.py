@@ -11,11 +11,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import torch
+
+from ..checkpoint import load_model
+from ..evaluate import EvalResult, evaluate_split, find_split
+from ..paper import PaperTables
 from .config import TrainConfig
-from .evaluate_run import evaluate_best_checkpoint
 from .runner import train
 
-__all__ = ['RunRecord', 'ResultRow', 'run_comparison', 'summarize', 'read_paper_table', 'format_table', 'write_results']
+__all__ = ['RunRecord', 'ResultRow', 'run_comparison', 'summarize', 'format_table', 'score_run', 'write_results']
 
 _logger = logging.getLogger(__name__)
 
@@ -62,18 +66,32 @@ def run_comparison(
             config = TrainConfig.from_recipe(recipe, {
                 **overrides, 'model': model, 'seed': seed, 'output': str(output), 'experiment': f'{model}-seed{seed}'})
             result = train(config)
-            metrics = evaluate_best_checkpoint(result.output_dir, split=test_split, device=None)
+            tested = score_run(result.output_dir, test_split, device=config.device or None)
             records.append(RunRecord(
-                model, seed, result.output_dir, result.best_epoch, 100 - metrics['top1'], 100 - metrics['top5']))
+                model, seed, result.output_dir, result.best_epoch, tested.top1_err, tested.top5_err))
     return records
 
 
-def read_paper_table(path: Union[str, os.PathLike]) -> dict[tuple[str, str, str, str], tuple[float, Optional[float]]]:
-    """``paper_tables.csv`` as ``{(dataset, backbone, method, metric): (value, std or None)}``."""
-    with open(path, newline='') as f:
-        return {(r['dataset'], r['backbone'], r['method'], r['metric']): (float(r['value']),
-                                                                        float(r['std']) if r['std'] else None)
-                for r in csv.DictReader(f)}
+def score_run(
+        run_dir: Union[str, os.PathLike],
+        split: str = 'test',
+        data_dir: Union[str, os.PathLike, None] = None,
+        device: Union[str, torch.device, None] = None,
+) -> EvalResult:
+    """Test a finished run as the paper does: its best validation checkpoint on ``split`` of its dataset.
+
+    Args:
+        run_dir: Run folder (``timm-ignore train`` or timm's train.py).
+        split: Split folder to evaluate (the paper: the official test set).
+        data_dir: Dataset root; None for the one the run trained on.
+        device: None for CUDA when available, else CPU.
+    """
+    model, checkpoint = load_model(run_dir)
+    root = data_dir or checkpoint.args.get('data_dir') or ''
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    batch_size = checkpoint.args.get('validation_batch_size') or checkpoint.args.get('batch_size') or 128
+    return evaluate_split(model, find_split(root, split, flag='--data-dir'), batch_size=batch_size,
+                          workers=checkpoint.args.get('workers') or 0, device=device)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
@@ -83,9 +101,9 @@ def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
 def summarize(
         records: Sequence[RunRecord],
         paper_dataset: Optional[str] = None,
-        paper_table: Optional[Mapping] = None,
+        paper_tables: Optional[PaperTables] = None,
 ) -> list[ResultRow]:
-    """One row per model, in first-seen order; paper numbers only when ``paper_dataset`` and a table are given."""
+    """One row per model, in first-seen order; paper numbers only when ``paper_dataset`` and tables are given."""
     from ..models.zoo import MODELS
     rows = []
     for model in dict.fromkeys(r.model for r in records):
@@ -94,11 +112,10 @@ def summarize(
         top5, top5_std = _mean_std([r.top5_err for r in own])
         paper = {}
         spec = MODELS.get(model.split('.', 1)[0])
-        if paper_dataset and paper_table and spec is not None:
-            for metric in ('top1', 'top5'):
-                value = paper_table.get((paper_dataset, spec.family.paper_backbone, spec.paper_method, f'{metric}_err'))
-                if value is not None:
-                    paper[f'paper_{metric}'], paper[f'paper_{metric}_std'] = value
+        if paper_dataset and paper_tables and spec is not None:
+            for metric, result in paper_tables.for_model(spec, paper_dataset).items():
+                if metric in ('top1_err', 'top5_err'):
+                    paper[f'paper_{metric[:4]}'], paper[f'paper_{metric[:4]}_std'] = result.value, result.std
         rows.append(ResultRow(model, len(own), top1, top1_std, top5, top5_std, **paper))
     return rows
 

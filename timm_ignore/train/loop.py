@@ -1,4 +1,4 @@
-"""One training epoch and one evaluation pass, returning the metrics timm's train.py writes to summary.csv."""
+"""One training epoch and one validation pass, returning the metrics timm's train.py writes to summary.csv."""
 import contextlib
 import logging
 import time
@@ -6,10 +6,12 @@ from typing import Callable, ContextManager, Iterable, Optional
 
 import torch
 from timm.scheduler.scheduler import Scheduler
-from timm.utils import AverageMeter, ModelEmaV3, NativeScaler, accuracy, dispatch_clip_grad
+from timm.utils import AverageMeter, ModelEmaV3, NativeScaler, dispatch_clip_grad
 from torch import nn
 
-__all__ = ['train_one_epoch', 'evaluate']
+from ..evaluate import evaluate
+
+__all__ = ['train_one_epoch', 'validate']
 
 _logger = logging.getLogger(__name__)
 
@@ -68,29 +70,16 @@ def train_one_epoch(
     return {'loss': losses.avg}
 
 
-@torch.no_grad()
-def evaluate(
+def validate(
         model: nn.Module,
         loader: Iterable,
-        loss_fn: nn.Module,
         device: torch.device,
         amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
-        log_suffix: str = '',
 ) -> dict[str, float]:
-    """Loss and top-1/top-5 accuracy (in %) of ``model`` over ``loader``.
+    """One validation pass, as summary.csv records it: ``loss`` and top-1/top-5 *accuracy* (%), train.py's columns.
 
-    top-5 is capped at top-k = number of classes, so it is defined for models with fewer than five classes.
+    The measurement is :func:`timm_ignore.evaluate.evaluate` (errors in %); only the report differs.
     """
-    model.eval()
-    losses, top1, top5 = AverageMeter(), AverageMeter(), AverageMeter()
-    for images, targets in loader:
-        images, targets = images.to(device), targets.to(device)
-        with amp_autocast():
-            output = model(images)
-        loss = loss_fn(output.float(), targets)
-        acc1, acc5 = accuracy(output, targets, topk=(1, min(5, output.shape[-1])))
-        losses.update(loss.item(), images.size(0))
-        top1.update(acc1.item(), images.size(0))
-        top5.update(acc5.item(), images.size(0))
-    _logger.info(f'Eval{log_suffix}: loss {losses.avg:.4f}  top1 {top1.avg:.2f}  top5 {top5.avg:.2f}')
-    return {'loss': losses.avg, 'top1': top1.avg, 'top5': top5.avg}
+    metrics = evaluate(model, loader, device, amp_autocast)
+    _logger.info(f'Eval: loss {metrics.loss:.4f}  top-1 err {metrics.top1_err:.2f}%  top-5 err {metrics.top5_err:.2f}%')
+    return {'loss': metrics.loss, 'top1': 100. - metrics.top1_err, 'top5': 100. - metrics.top5_err}

@@ -24,12 +24,12 @@ from timm.utils import CheckpointSaver, ModelEmaV3, NativeScaler, get_outdir, ra
 from torch import nn
 
 from .config import ConfigError, TrainConfig
-from .loop import evaluate, train_one_epoch
+from .loop import train_one_epoch, validate
 
 __all__ = ['TrainResult', 'build_model', 'build_loader', 'train']
 
 _logger = logging.getLogger(__name__)
-#: Metrics :func:`~timm_ignore.train.loop.evaluate` reports, any of which can pick the best checkpoint.
+#: Metrics :func:`~timm_ignore.train.loop.validate` reports, any of which can pick the best checkpoint.
 _EVAL_METRICS = ('top1', 'top5', 'loss')
 
 
@@ -176,7 +176,6 @@ def train(config: TrainConfig) -> TrainResult:
     _logger.info(f'Training {config.model} for epochs {start_epoch}..{num_epochs - 1}; output in {output_dir}')
 
     train_loss_fn = LabelSmoothingCrossEntropy(config.smoothing) if config.smoothing else nn.CrossEntropyLoss()
-    eval_loss_fn = nn.CrossEntropyLoss()
     best_metric, best_epoch = None, None
     for epoch in range(start_epoch, num_epochs):
         train_metrics = train_one_epoch(
@@ -186,7 +185,7 @@ def train(config: TrainConfig) -> TrainResult:
         eval_metrics = None
         if loader_eval is not None:
             eval_model = model_ema.module if model_ema is not None else model
-            eval_metrics = evaluate(eval_model, loader_eval, eval_loss_fn, device, amp_autocast)
+            eval_metrics = validate(eval_model, loader_eval, device, amp_autocast)
         lrs = [group['lr'] for group in optimizer.param_groups]
         update_summary(epoch, train_metrics, eval_metrics, str(output_dir / 'summary.csv'), lr=sum(lrs) / len(lrs))
         metric = (eval_metrics or train_metrics)[eval_metric]

@@ -1,0 +1,88 @@
+"""Options shared by the ``timm-ignore`` commands, defined and parsed in one place.
+
+``--model-kwargs`` is parsed by timm's own ``ParseKwargs`` (as timm's train.py parses it: ``KEY=VALUE`` with Python
+literals, else strings), ``--device`` defaults to CUDA when available, and :class:`UsageError` is the mistake a user
+can fix, which ``timm_ignore.cli.main`` prints as one line.
+"""
+import argparse
+from typing import TYPE_CHECKING, Any, Optional
+
+from timm.utils import ParseKwargs
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ['UsageError', 'KeyValueKwargs', 'add_checkpoint_options', 'add_device_option', 'add_model_options',
+           'recipe_settings', 'resolve_device']
+
+
+class UsageError(ValueError):
+    """A command-line mistake; the message names the option and what is allowed."""
+
+
+class KeyValueKwargs(ParseKwargs):
+    """timm's ``ParseKwargs`` (train.py's ``--model-kwargs``), refusing an item without ``=`` with a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        bad = [v for v in values if v and ('=' not in v or v.startswith('='))]
+        if bad:
+            parser.error(f'{option_string}: expected KEY=VALUE items, got {" ".join(bad)}')
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_model_options(parser: argparse.ArgumentParser, required: bool = False, help: Optional[str] = None) -> None:
+    """``--model``, ``--model-kwargs`` and ``--num-classes``."""
+    parser.add_argument('--model', required=required, metavar='NAME',
+                        help=help or 'NAME[.TAG] (`timm-ignore models` lists them)')
+    parser.add_argument('--model-kwargs', nargs='*', default={}, action=KeyValueKwargs, metavar='KEY=VALUE',
+                        help='extra model arguments as timm\'s train.py takes them, e.g. depth=8 alpha=0.5')
+    parser.add_argument('--num-classes', type=int, metavar='N', help='class count, if not the tag\'s or the run\'s')
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--device', help='cuda, cuda:1, cpu, ... (default: cuda when available, else cpu)')
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """``--which`` (a run folder's checkpoint) and ``--ema``/``--no-ema``."""
+    parser.add_argument('--which', choices=('best', 'last'), default='best',
+                        help='checkpoint of a run folder: model_best.pth.tar or last.pth.tar (default: best)')
+    parser.add_argument('--ema', action=argparse.BooleanOptionalAction, default=None,
+                        help='the EMA weights (default: when the checkpoint has them, as train.py validated them)')
+
+
+def resolve_device(device: Optional[str]) -> 'torch.device':
+    """``--device``, or CUDA when available, else the CPU.
+
+    Raises:
+        UsageError: Not a device name, or a CUDA device on a machine without one.
+    """
+    import torch
+
+    if not device:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f'--device {device!r} is not a device; use cpu, cuda or cuda:N.') from None
+    if resolved.type == 'cuda' and not torch.cuda.is_available():
+        raise UsageError(f'--device {device}: this machine has no CUDA device; use --device cpu.')
+    return resolved
+
+
+def _yaml_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r}')
+    try:
+        return key.replace('-', '_'), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f'{text!r}: the value is not YAML') from None
+
+
+def recipe_settings(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE ...``: any other recipe key, its value in the recipe's YAML syntax."""
+    parser.add_argument('--set', nargs='*', default=[], type=_yaml_value, metavar='KEY=VALUE', dest='settings',
+                        help='any other recipe key (values in YAML syntax), e.g. batch_size=64 workers=8')
