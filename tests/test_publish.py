@@ -131,7 +131,8 @@ def bad_run(root: pathlib.Path, kind: str) -> pathlib.Path:
     ('truncated', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
     ('corrupt', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
     ('random bytes', 'not a PyTorch checkpoint .truncated, corrupt', 'model_best.pth.tar'),
-    ('foreign pickle', r'not a checkpoint this tool can load: it stores Python objects \(datetime', 'model_best.pth.tar'),
+    ('foreign pickle', r'not a checkpoint this tool can load: it stores Python objects \(datetime',
+     'model_best.pth.tar'),
     ('missing', 'missing; is .* the folder of a finished training run', 'model_best.pth.tar'),
 ])
 def test_bad_checkpoint_is_named_with_its_problem(published, tmp_path, kind, problem, file):

@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import yaml
 
-__all__ = ['CARDS_DIR_ENV', 'WeightsCard', 'WeightsCardWarning', 'default_cards_dir', 'read_front_matter', 'read_weights_cards']
+__all__ = ['CARDS_DIR_ENV', 'WeightsCard', 'WeightsCardWarning', 'default_cards_dir', 'read_front_matter',
+           'read_weights_cards']
 
 #: Environment variable naming another cards folder (tests, private zoos).
 CARDS_DIR_ENV = 'TIMM_IGNORE_WEIGHTS_CARDS'
