@@ -123,7 +123,7 @@ def test_checksum_table_must_name_every_member(cifar10_archive, tmp_path):
 
 def test_split_that_does_not_fit_is_refused(cifar10_archive, tmp_path):
     archive, checksums = cifar10_archive
-    with pytest.raises(CifarArchiveError, match='num_val=10000 does not fit a training set of 150'):
+    with pytest.raises(CifarArchiveError, match='--num-val 10000 does not fit a training set of 150'):
         prepare_cifar(archive, tmp_path / 'out', checksums=checksums)
 
 

@@ -5,7 +5,6 @@ needs no download and finishes in minutes on a CPU. Its numbers demonstrate the 
 """
 import argparse
 import pathlib
-import sys
 from datetime import datetime
 
 from .options import KeyValueKwargs, add_device_option, recipe_settings
@@ -40,41 +39,53 @@ def _paper_dataset(args: argparse.Namespace, num_classes) -> str:
     return next((d.paper_dataset for d in DATASETS.values() if d.num_classes == num_classes), None)
 
 
+def _quiet_library_logs() -> None:
+    """The console shows one line per epoch (``train.compare``), not each step nor timm's checkpoint list."""
+    import logging
+    for name in ('timm_ignore.train', 'timm.utils.checkpoint_saver', 'timm.models._builder', 'timm.data.config'):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     from timm.utils import setup_default_logging
 
-    from ..figures.loss_curves import plot_loss_curves
-    from ..train import ConfigError, TrainConfig
     from ..paper import read_paper_tables
-    from ..train.compare import format_table, run_comparison, summarize, write_results
+    from ..train import TrainConfig
+    from ..train.compare import format_table, plan_runs, run_comparison, summarize, write_results
+    from .options import UsageError
+
     setup_default_logging()
+    _quiet_library_logs()
+    try:
+        from ..figures.loss_curves import plot_loss_curves
+    except ImportError as e:
+        raise UsageError(f'compare draws Figure 1 with matplotlib ({e}); pip install "timm-ignore[figures]".') from None
     output = pathlib.Path(args.output or pathlib.Path('output', 'compare', datetime.now().strftime('%Y%m%d-%H%M%S')))
     demo = args.data_dir is None
+    if demo and args.config:
+        raise UsageError('a recipe (-c/--config) needs --data-dir; without --data-dir the DEMO runs.')
+    if not demo and not args.config:
+        raise UsageError('--data-dir needs a recipe (-c train_scripts/cifar100.yaml, ...).')
     if demo:
-        from ..data.demo import make_demo_dataset
         from ..train.demo import DEMO_RECIPE
-        if args.config:
-            print('timm-ignore compare: error: a recipe needs --data-dir (without it the DEMO runs)', file=sys.stderr)
-            return 2
-        data_dir = make_demo_dataset(output / 'demo-data', per_class=tuple(args.demo_per_class))
-        overrides = {**DEMO_RECIPE, 'data_dir': str(data_dir)}
-    elif not args.config:
-        print('timm-ignore compare: error: --data-dir needs a recipe (-c train_scripts/cifar100.yaml, ...)',
-              file=sys.stderr)
-        return 2
+        overrides = {**DEMO_RECIPE, 'data_dir': str(output / 'demo-data')}
     else:
         overrides = {'data_dir': args.data_dir}
     overrides.update(dict(args.settings))
     if args.model_kwargs:
         overrides['model_kwargs'] = dict(args.model_kwargs)
     overrides.update({k: v for k, v in (('epochs', args.epochs), ('device', args.device)) if v is not None})
+    # every input is checked before the first epoch: paper tables, recipe, models and their args, data, run folders
     paper_tables = read_paper_tables(args.paper_tables)
-    try:
-        num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
-        records = run_comparison(args.models, args.seeds, args.config, overrides, output / 'runs', args.test_split)
-    except (ConfigError, FileExistsError) as e:
-        print(f'timm-ignore compare: error: {e}', file=sys.stderr)
-        return 2
+    num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
+    if demo:
+        from ..data.demo import make_demo_dataset
+        make_demo_dataset(output / 'demo-data', per_class=tuple(args.demo_per_class))
+    plan = plan_runs(args.models, args.seeds, args.config, overrides, output / 'runs', args.test_split)
+    kept = sum(done for _, done in plan)
+    print(f'{len(plan)} runs in {output / "runs"}' + (f' ({kept} finished earlier, kept)' if kept else '') +
+          f'; if interrupted, run the same command with --output {output} to continue.', flush=True)
+    records = run_comparison(plan, args.test_split)
     rows = summarize(records, _paper_dataset(args, num_classes), paper_tables)
     what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
     title = f'{args.test_split} error at the best validation epoch, mean ± std over seeds {args.seeds}; data: {what}'

@@ -1,16 +1,16 @@
 """Options shared by the ``timm-ignore`` commands, defined and parsed in one place.
 
 ``--model-kwargs`` is parsed by timm's own ``ParseKwargs`` (as timm's train.py parses it: ``KEY=VALUE`` with Python
-literals, else strings), ``--device`` defaults to CUDA when available, and :class:`UsageError` is the mistake a user
+literals, else strings), ``--device`` defaults to CUDA when available (:func:`~timm_ignore.devices.resolve_device`),
+and :class:`UsageError` is the mistake a user
 can fix, which ``timm_ignore.cli.main`` prints as one line.
 """
 import argparse
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from timm.utils import ParseKwargs
 
-if TYPE_CHECKING:
-    import torch
+from ..devices import resolve_device
 
 __all__ = ['UsageError', 'KeyValueKwargs', 'add_checkpoint_options', 'add_device_option', 'add_model_options',
            'recipe_settings', 'resolve_device']
@@ -49,25 +49,6 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
                         help='checkpoint of a run folder: model_best.pth.tar or last.pth.tar (default: best)')
     parser.add_argument('--ema', action=argparse.BooleanOptionalAction, default=None,
                         help='the EMA weights (default: when the checkpoint has them, as train.py validated them)')
-
-
-def resolve_device(device: Optional[str]) -> 'torch.device':
-    """``--device``, or CUDA when available, else the CPU.
-
-    Raises:
-        UsageError: Not a device name, or a CUDA device on a machine without one.
-    """
-    import torch
-
-    if not device:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f'--device {device!r} is not a device; use cpu, cuda or cuda:N.') from None
-    if resolved.type == 'cuda' and not torch.cuda.is_available():
-        raise UsageError(f'--device {device}: this machine has no CUDA device; use --device cpu.')
-    return resolved
 
 
 def _yaml_value(text: str) -> tuple[str, Any]:

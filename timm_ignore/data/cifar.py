@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import pickle
+import re
 import tarfile
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -97,10 +98,18 @@ def read_checksums(path: Union[str, os.PathLike]) -> dict[str, str]:
 
     Only for archives that are not the official ones (test fixtures, re-packed mirrors); it must name every member.
     """
-    with open(path) as f:
-        table = json.load(f)
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise CifarArchiveError(f'{path}: a checksum table must be a JSON object of "file name": "md5 hex" pairs.')
+    try:
+        with open(path, encoding='utf-8') as f:
+            table = json.load(f)
+    except FileNotFoundError:
+        raise CifarArchiveError(f'{path}: no such checksum table (--checksums).') from None
+    except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CifarArchiveError(f'{path}: not a JSON checksum table (--checksums): {e}.') from None
+    md5 = re.compile(r'[0-9a-f]{32}')
+    if not isinstance(table, dict) or not table or not all(isinstance(v, str) and md5.fullmatch(v)
+                                                           for v in table.values()):
+        raise CifarArchiveError(f'{path}: a checksum table (--checksums) is a JSON object of "member file name": '
+                                f'"32-digit md5 hex" pairs.')
     return table
 
 
@@ -116,7 +125,7 @@ def detect_format(source: Union[str, os.PathLike]) -> CifarFormat:
             return CIFAR_FORMATS[dataset]
     raise CifarArchiveError(
         f'Cannot tell which CIFAR {source} is: expected cifar-10-python.tar.gz, cifar-100-python.tar.gz or an '
-        f'extracted cifar-10-batches-py / cifar-100-python folder; pass the dataset explicitly.')
+        f'extracted cifar-10-batches-py / cifar-100-python folder; pass --dataset cifar10 or --dataset cifar100.')
 
 
 def _read_members(source: pathlib.Path, fmt: CifarFormat) -> dict[str, bytes]:
@@ -149,7 +158,8 @@ def _read_members(source: pathlib.Path, fmt: CifarFormat) -> dict[str, bytes]:
 def _verify(members: Mapping[str, bytes], checksums: Mapping[str, str], source: pathlib.Path) -> None:
     for name, data in members.items():
         if name not in checksums:
-            raise CifarArchiveError(f'The checksum table has no entry for {name}; it must name every member.')
+            raise CifarArchiveError(
+                f'The checksum table (--checksums) has no entry for {name}; it must name every member.')
         digest = hashlib.md5(data).hexdigest()
         if digest != checksums[name]:
             raise CifarArchiveError(
@@ -237,7 +247,7 @@ def prepare_cifar(
     test_images, test_labels = _load_split(members, fmt.test_files, fmt.labels_key)
     if not 0 < num_val < len(train_images):
         raise CifarArchiveError(
-            f'num_val={num_val} does not fit a training set of {len(train_images)} images; it must be in '
+            f'--num-val {num_val} does not fit a training set of {len(train_images)} images; it must be in '
             f'1..{len(train_images) - 1} (the paper uses {PAPER_NUM_VAL} of {fmt.num_train}).')
 
     counts = {'train': len(train_images) - num_val, 'validation': num_val, 'test': len(test_images)}
@@ -250,7 +260,9 @@ def prepare_cifar(
         if not overwrite:
             raise CifarArchiveError(
                 f'{output} already exists and was not built from this archive with this split; choose another '
-                f'folder or pass overwrite (--overwrite) to replace it.')
+                f'folder or pass --overwrite to replace it.')
+        if not output.is_dir():
+            raise CifarArchiveError(f'{output}: is a file, not a folder; it is never replaced, choose another output.')
 
     with staged_directory(output) as staging:
         split_at = counts['train']

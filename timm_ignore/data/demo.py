@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Union
 
 import numpy as np
 from PIL import Image
+
+from ..staging import staged_directory
 
 __all__ = ['DEMO_CLASSES', 'DEMO_MEAN', 'DEMO_STD', 'make_demo_dataset']
 
@@ -70,9 +70,7 @@ def make_demo_dataset(
         raise FileExistsError(f'{root} exists and is not this demo dataset; choose another folder.')
     _logger.info(f'Generating the DEMO dataset (synthetic stripes, {len(DEMO_CLASSES)} classes) in {root}')
     rng = np.random.default_rng(seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{root.name}.', dir=root.parent))
-    try:
+    with staged_directory(root) as staging:
         for split, count in zip(('train', 'validation', 'test'), per_class):
             for name, (angle, frequencies) in DEMO_CLASSES.items():
                 folder = staging / split / name
@@ -80,8 +78,4 @@ def make_demo_dataset(
                 for i in range(count):
                     Image.fromarray(_stripes(rng, angle, frequencies, size)).save(folder / f'{i:04d}.png')
         (staging / _MARKER).write_text(json.dumps(description) + '\n')
-        staging.rename(root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return root

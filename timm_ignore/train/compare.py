@@ -4,25 +4,24 @@ Reports mean ± std (sample std over seeds, as the paper's "3 runs") of top-1/to
 the paper's number for the row (from ``paper_tables.csv``) when the dataset and model are the paper's.
 """
 import csv
-import logging
+import datetime
 import os
 import pathlib
 import statistics
+import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
 from ..checkpoint import load_model
+from ..devices import resolve_device
 from ..evaluate import EvalResult, evaluate_split, find_split
 from ..paper import PaperTables
 from .config import TrainConfig
-from .runner import train
+from .runner import build_model, check_inputs, train
 
-__all__ = ['RunRecord', 'ResultRow', 'run_comparison', 'summarize', 'format_table', 'score_run', 'write_results']
-
-_logger = logging.getLogger(__name__)
-
+__all__ = ['RunRecord', 'ResultRow', 'plan_runs', 'run_comparison', 'summarize', 'format_table', 'score_run', 'write_results']
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -50,25 +49,86 @@ class ResultRow:
     paper_top5_std: Optional[float] = None
 
 
-def run_comparison(
+def _finished_epochs(run_dir: pathlib.Path) -> int:
+    """Epochs the run's summary.csv records (0 without one)."""
+    summary = run_dir / 'summary.csv'
+    if not summary.is_file():
+        return 0
+    with open(summary, newline='') as f:
+        return len(list(csv.DictReader(f)))
+
+
+def plan_runs(
         models: Sequence[str],
         seeds: Sequence[int],
         recipe: Union[str, os.PathLike, None],
         overrides: Mapping[str, Any],
         output: Union[str, os.PathLike],
         test_split: str = 'test',
-) -> list[RunRecord]:
-    """Train every model with every seed (run folders ``output/{model}-seed{seed}``) and test each best checkpoint."""
-    records = []
+) -> list[tuple[TrainConfig, bool]]:
+    """The settings of every run, checked before any training, and whether it is already done.
+
+    A run folder ``output/{model}-seed{seed}`` that finished (all epochs in summary.csv, a best checkpoint) is kept as
+    it is; one cut off is continued from its ``last.pth.tar``; one without a checkpoint starts again.
+
+    Raises:
+        ConfigError, FileNotFoundError, FileExistsError, ValueError: A bad recipe, model, model args, data folder
+            (the training, validation or ``test_split`` folder) or run folder.
+    """
+    output = pathlib.Path(output)
+    plan = []
     for model in models:
         for seed in seeds:
-            _logger.info(f'=== {model}, seed {seed} ===')
+            run_dir = output / f'{model}-seed{seed}'
             config = TrainConfig.from_recipe(recipe, {
-                **overrides, 'model': model, 'seed': seed, 'output': str(output), 'experiment': f'{model}-seed{seed}'})
-            result = train(config)
-            tested = score_run(result.output_dir, test_split, device=config.device or None)
-            records.append(RunRecord(
-                model, seed, result.output_dir, result.best_epoch, tested.top1_err, tested.top5_err))
+                **overrides, 'model': model, 'seed': seed, 'output': str(output), 'experiment': run_dir.name})
+            done = _finished_epochs(run_dir) >= config.epochs and (run_dir / 'model_best.pth.tar').is_file()
+            if not done and (run_dir / 'last.pth.tar').is_file():
+                config.resume = str(run_dir / 'last.pth.tar')
+            elif not done:
+                config.overwrite = True  # a run cut off before its first checkpoint: nothing to keep
+            check_inputs(config)
+            if seed == seeds[0]:
+                build_model(config)  # the model args (e.g. an alpha for a gate that has none), once per model
+            plan.append((config, done))
+    find_split(plan[0][0].data_dir, test_split, flag='--data-dir')
+    return plan
+
+
+class _Progress:
+    """One console line per epoch: the run, its epoch and validation numbers, and the time left (ETA)."""
+
+    def __init__(self, plan: Sequence[tuple[TrainConfig, bool]]):
+        self.total = sum(config.epochs for config, done in plan if not done)
+        self.done_epochs, self.start = 0, time.monotonic()
+        self.runs = len(plan)
+
+    def __call__(self, index: int, config: TrainConfig) -> Callable[[int, int, dict[str, float]], None]:
+        def report(epoch: int, num_epochs: int, metrics: dict[str, float]) -> None:
+            self.done_epochs += 1
+            per_epoch = (time.monotonic() - self.start) / self.done_epochs
+            left = per_epoch * max(self.total - self.done_epochs, 0)
+            print(f'[run {index + 1}/{self.runs}] {config.model} seed {config.seed}: epoch {epoch}/{num_epochs - 1}  '
+                  f'val loss {metrics["loss"]:.4f}  val top-1 err {100 - metrics.get("top1", 100):.2f}%  '
+                  f'ETA {datetime.timedelta(seconds=round(left))}', flush=True)
+        return report
+
+
+def run_comparison(
+        plan: Sequence[tuple[TrainConfig, bool]],
+        test_split: str = 'test',
+) -> list[RunRecord]:
+    """Train the runs of :func:`plan_runs` that are not done, and test each best checkpoint on ``test_split``."""
+    progress = _Progress(plan)
+    records = []
+    for index, (config, done) in enumerate(plan):
+        run_dir = pathlib.Path(config.output) / config.experiment
+        if done:
+            print(f'[run {index + 1}/{len(plan)}] {config.model} seed {config.seed}: finished earlier, kept', flush=True)
+        else:
+            train(config, on_epoch=progress(index, config))
+        tested, best_epoch = score_run(run_dir, test_split, device=config.device or None)
+        records.append(RunRecord(config.model, config.seed, run_dir, best_epoch, tested.top1_err, tested.top5_err))
     return records
 
 
@@ -77,7 +137,7 @@ def score_run(
         split: str = 'test',
         data_dir: Union[str, os.PathLike, None] = None,
         device: Union[str, torch.device, None] = None,
-) -> EvalResult:
+) -> tuple[EvalResult, Optional[int]]:
     """Test a finished run as the paper does: its best validation checkpoint on ``split`` of its dataset.
 
     Args:
@@ -85,13 +145,17 @@ def score_run(
         split: Split folder to evaluate (the paper: the official test set).
         data_dir: Dataset root; None for the one the run trained on.
         device: None for CUDA when available, else CPU.
+
+    Returns:
+        The evaluation, and the epoch of the best checkpoint (0-based, as in summary.csv).
     """
     model, checkpoint = load_model(run_dir)
     root = data_dir or checkpoint.args.get('data_dir') or ''
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    device = resolve_device(device)
     batch_size = checkpoint.args.get('validation_batch_size') or checkpoint.args.get('batch_size') or 128
-    return evaluate_split(model, find_split(root, split, flag='--data-dir'), batch_size=batch_size,
-                          workers=checkpoint.args.get('workers') or 0, device=device)
+    result = evaluate_split(model, find_split(root, split, flag='--data-dir'), batch_size=batch_size,
+                            workers=checkpoint.args.get('workers') or 0, device=device)
+    return result, checkpoint.epoch
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:

@@ -137,10 +137,20 @@ class TrainConfig:
         import yaml
         values = {}
         if path:
-            with open(path) as f:
-                values = yaml.safe_load(f) or {}
+            try:
+                with open(path, encoding='utf-8') as f:
+                    values = yaml.safe_load(f) or {}
+            except FileNotFoundError:
+                raise ConfigError(f'{path}: no such recipe (-c/--config); the recipes are in train_scripts/.') from None
+            except IsADirectoryError:
+                raise ConfigError(f'{path}: a folder; -c/--config takes a recipe YAML file.') from None
+            except (yaml.YAMLError, UnicodeDecodeError) as e:
+                mark = getattr(e, 'problem_mark', None)
+                where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+                problem = getattr(e, 'problem', None) or type(e).__name__
+                raise ConfigError(f'{path}: not a valid YAML recipe (-c/--config): {problem}{where}.') from None
             if not isinstance(values, dict):
-                raise ConfigError(f'{path}: a recipe must be a YAML mapping of train.py keys to values.')
+                raise ConfigError(f'{path}: a recipe must be a YAML mapping of train.py keys to values (-c/--config).')
         values.update(overrides or {})
         return cls.from_dict(values)
 

@@ -23,10 +23,14 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import CheckpointSaver, ModelEmaV3, NativeScaler, get_outdir, random_seed, update_summary
 from torch import nn
 
+from ..checkpoint import check_model_name, read_checkpoint
+from ..devices import resolve_device
+from ..evaluate import find_split
+from ..models._state_dict_check import check_state_dict
 from .config import ConfigError, TrainConfig
 from .loop import train_one_epoch, validate
 
-__all__ = ['TrainResult', 'build_model', 'build_loader', 'train']
+__all__ = ['TrainResult', 'build_model', 'build_loader', 'check_inputs', 'train']
 
 _logger = logging.getLogger(__name__)
 #: Metrics :func:`~timm_ignore.train.loop.validate` reports, any of which can pick the best checkpoint.
@@ -42,12 +46,69 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """Import ``device_modules`` (registering their models) and create the recipe's model."""
+    """Import ``device_modules`` (registering their models) and create the recipe's model.
+
+    Raises:
+        ValueError: Unknown model, or model args it does not take or accept (e.g. an alpha for a gate without one).
+    """
     for module in config.device_modules or ():
         importlib.import_module(module)
-    return create_model(
-        config.model, pretrained=config.pretrained, num_classes=config.num_classes, drop_rate=config.drop,
-        drop_path_rate=config.drop_path, **config.model_kwargs)
+    check_model_name(config.model)
+    try:
+        return create_model(
+            config.model, pretrained=config.pretrained, num_classes=config.num_classes, drop_rate=config.drop,
+            drop_path_rate=config.drop_path, **config.model_kwargs)
+    except TypeError as e:
+        raise ConfigError(f'{config.model} does not take the model args {config.model_kwargs} (--model-kwargs): '
+                          f'{e}') from None
+
+
+def _run_dir(config: TrainConfig, input_size: Optional[int] = None) -> Optional[pathlib.Path]:
+    """train.py's run folder; None while its default name (which needs the input size) is unknown."""
+    if not config.experiment and input_size is None:
+        return None
+    name = config.experiment or '-'.join(
+        [datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(config.model), str(input_size)])
+    return pathlib.Path(config.output or './output/train') / name
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Check what a run needs before any work: the settings, the model name, the data folders, the run folder and
+    the checkpoint to resume (readable with weights only). Building the model then checks the model args.
+
+    Raises:
+        ConfigError: Settings the runner cannot follow (naming the command-line option where there is one).
+        FileNotFoundError: No data folder or split folder, no checkpoint to resume.
+        FileExistsError: The run folder holds another run.
+        ValueError: An unknown model, or a checkpoint to resume that is not a readable checkpoint.
+    """
+    if config.epochs < 1:
+        raise ConfigError(f'--epochs must be at least 1, got {config.epochs}.')
+    if config.start_epoch is not None and not config.resume:
+        raise ConfigError('start_epoch only applies when resuming; give --resume as well.')
+    if config.eval_metric not in _EVAL_METRICS:
+        raise ConfigError(f'eval_metric must be one of {", ".join(_EVAL_METRICS)}, got {config.eval_metric!r}.')
+    resolve_device(config.device)
+    for module in config.device_modules or ():
+        importlib.import_module(module)
+    check_model_name(config.model)
+    if not config.dataset:  # an ImageFolder tree: timm would fall back to the root for a missing split folder
+        if not config.data_dir:
+            raise ConfigError('no data: give --data-dir, the folder holding the split folders.')
+        for split in (config.train_split, config.val_split):
+            if split:
+                find_split(config.data_dir, split, flag='--data-dir')
+    if config.resume:
+        read_checkpoint(config.resume, ema=False)
+    path = _run_dir(config)
+    resuming_here = path is not None and config.resume and \
+        pathlib.Path(config.resume).resolve().parent == path.resolve()
+    if path is not None and path.is_dir() and any(path.iterdir()) and not (resuming_here or config.overwrite):
+        raise FileExistsError(
+            f'{path} already holds a run; continue it with --resume {path / "last.pth.tar"}, choose another '
+            f'--experiment, or pass --overwrite to write over it.')
+    if path is not None and path.exists() and not path.is_dir():
+        raise FileExistsError(f'{path}: is a file, not a run folder; choose another --experiment or --output.')
 
 
 def build_loader(
@@ -77,10 +138,9 @@ def build_loader(
 
 
 def _device(config: TrainConfig) -> torch.device:
-    if config.device:
-        return torch.device(config.device)
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    _logger.info(f'No device given: training on {device}.')
+    device = resolve_device(config.device)
+    if not config.device:
+        _logger.info(f'No device given: training on {device}.')
     return device
 
 
@@ -95,15 +155,8 @@ def _amp(config: TrainConfig, device: torch.device) -> tuple[Callable[[], Contex
 
 
 def _output_dir(config: TrainConfig, input_size: int) -> pathlib.Path:
-    """train.py's run folder; a non-empty one is only reused to resume into it or with ``overwrite``."""
-    name = config.experiment or '-'.join(
-        [datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(config.model), str(input_size)])
-    path = pathlib.Path(config.output or './output/train') / name
-    resuming_here = config.resume and pathlib.Path(config.resume).resolve().parent == path.resolve()
-    if path.is_dir() and any(path.iterdir()) and not (resuming_here or config.overwrite):
-        raise FileExistsError(
-            f'{path} already holds a run; resume it with resume={path / "last.pth.tar"}, choose another '
-            f'experiment name, or pass overwrite to write over it.')
+    """Create train.py's run folder (checked by :func:`check_inputs`)."""
+    path = _run_dir(config, input_size)
     return pathlib.Path(get_outdir(str(path.parent), path.name))
 
 
@@ -121,20 +174,24 @@ def _trim_summary(summary: pathlib.Path, start_epoch: int) -> None:
             writer.writerows(kept)
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, float]], None]] = None) -> TrainResult:
     """Train as timm's train.py would with the same settings, on one device.
 
+    Args:
+        config: The settings.
+        on_epoch: Called after each epoch with ``(epoch, number of epochs, validation metrics)`` (summary.csv's
+            ``loss``/``top1``/``top5``; the training loss when there is no validation split), e.g. for progress.
+
     Raises:
-        ConfigError: Settings the runner cannot follow.
-        FileExistsError: The run folder holds another run (see ``resume`` and ``overwrite``).
+        ConfigError, FileNotFoundError, FileExistsError, ValueError: See :func:`check_inputs`; a checkpoint to
+            resume of another architecture.
     """
-    if config.start_epoch is not None and not config.resume:
-        raise ConfigError('start_epoch only applies when resuming; give resume as well.')
-    if config.eval_metric not in _EVAL_METRICS:
-        raise ConfigError(f'eval_metric must be one of {", ".join(_EVAL_METRICS)}, got {config.eval_metric!r}.')
+    check_inputs(config)
     random_seed(config.seed)
     device = _device(config)
     model = build_model(config).to(device)
+    if config.resume:  # weights of this model? (timm's resume_checkpoint would fail with torch's key listing)
+        check_state_dict(read_checkpoint(config.resume, ema=False).state_dict, model, f'{config.resume} (--resume)')
     args = config.to_namespace()
     data_config = resolve_data_config(vars(args), model=model, verbose=True)
     amp_autocast, loss_scaler = _amp(config, device)
@@ -191,6 +248,8 @@ def train(config: TrainConfig) -> TrainResult:
         metric = (eval_metrics or train_metrics)[eval_metric]
         best_metric, best_epoch = saver.save_checkpoint(epoch, metric=metric)
         lr_scheduler.step(epoch + 1, metric)
+        if on_epoch is not None:
+            on_epoch(epoch, num_epochs, eval_metrics or train_metrics)
     if best_metric is not None:
         _logger.info(f'Best {eval_metric}: {best_metric:.4f} (epoch {best_epoch})')
     return TrainResult(output_dir, best_metric, best_epoch)
