@@ -52,8 +52,16 @@ def evaluate(
         loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
         device: Union[str, torch.device] = 'cpu',
         amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+        loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> Metrics:
     """Errors and mean loss of ``model`` (put in eval mode) over every batch of ``loader``.
+
+    Args:
+        model: Classifier.
+        loader: ``(images, targets)`` batches.
+        device: Where to evaluate.
+        amp_autocast: Context of the forward pass (e.g. ``torch.autocast``).
+        loss_fn: Mean loss of a batch (default: cross-entropy), weighted by the batch size over the loader.
 
     Raises:
         ValueError: The loader yields no images.
@@ -65,7 +73,7 @@ def evaluate(
         with amp_autocast():
             logits = model(images)
         logits = logits.float()
-        loss_sum += F.cross_entropy(logits, targets, reduction='sum').item()
+        loss_sum += (loss_fn or F.cross_entropy)(logits, targets).item() * targets.numel()
         hits = logits.topk(min(5, logits.shape[-1]), dim=1).indices.eq(targets[:, None])
         top1 += hits[:, 0].sum().item()
         top5 += hits.any(dim=1).sum().item()

@@ -21,7 +21,8 @@ from ..paper import PaperTables
 from .config import TrainConfig
 from .runner import build_model, check_inputs, train
 
-__all__ = ['RunRecord', 'ResultRow', 'plan_runs', 'run_comparison', 'summarize', 'format_table', 'score_run', 'write_results']
+__all__ = ['RunRecord', 'ResultRow', 'plan_runs', 'run_comparison', 'summarize', 'format_table', 'score_run',
+           'write_results']
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -124,7 +125,8 @@ def run_comparison(
     for index, (config, done) in enumerate(plan):
         run_dir = pathlib.Path(config.output) / config.experiment
         if done:
-            print(f'[run {index + 1}/{len(plan)}] {config.model} seed {config.seed}: finished earlier, kept', flush=True)
+            print(f'[run {index + 1}/{len(plan)}] {config.model} seed {config.seed}: finished earlier, kept',
+                  flush=True)
         else:
             train(config, on_epoch=progress(index, config))
         tested, best_epoch = score_run(run_dir, test_split, device=config.device or None)

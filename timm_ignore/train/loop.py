@@ -9,9 +9,9 @@ from timm.scheduler.scheduler import Scheduler
 from timm.utils import AverageMeter, ModelEmaV3, NativeScaler, dispatch_clip_grad
 from torch import nn
 
-from ..evaluate import evaluate
+from ..evaluate import evaluate as measure
 
-__all__ = ['train_one_epoch', 'validate']
+__all__ = ['train_one_epoch', 'validate', 'evaluate']
 
 _logger = logging.getLogger(__name__)
 
@@ -73,13 +73,20 @@ def train_one_epoch(
 def validate(
         model: nn.Module,
         loader: Iterable,
+        loss_fn: nn.Module,
         device: torch.device,
         amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+        log_suffix: str = '',
 ) -> dict[str, float]:
     """One validation pass, as summary.csv records it: ``loss`` and top-1/top-5 *accuracy* (%), train.py's columns.
 
     The measurement is :func:`timm_ignore.evaluate.evaluate` (errors in %); only the report differs.
     """
-    metrics = evaluate(model, loader, device, amp_autocast)
-    _logger.info(f'Eval: loss {metrics.loss:.4f}  top-1 err {metrics.top1_err:.2f}%  top-5 err {metrics.top5_err:.2f}%')
+    metrics = measure(model, loader, device, amp_autocast, loss_fn=loss_fn)
+    _logger.info(f'Eval{log_suffix}: loss {metrics.loss:.4f}  top-1 err {metrics.top1_err:.2f}%  '
+                 f'top-5 err {metrics.top5_err:.2f}%')
     return {'loss': metrics.loss, 'top1': 100. - metrics.top1_err, 'top5': 100. - metrics.top5_err}
+
+
+#: The engine's name for :func:`validate` (``timm_ignore.engine.run``).
+evaluate = validate

@@ -233,6 +233,7 @@ def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, 
     _logger.info(f'Training {config.model} for epochs {start_epoch}..{num_epochs - 1}; output in {output_dir}')
 
     train_loss_fn = LabelSmoothingCrossEntropy(config.smoothing) if config.smoothing else nn.CrossEntropyLoss()
+    eval_loss_fn = nn.CrossEntropyLoss()
     best_metric, best_epoch = None, None
     for epoch in range(start_epoch, num_epochs):
         train_metrics = train_one_epoch(
@@ -242,7 +243,7 @@ def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, 
         eval_metrics = None
         if loader_eval is not None:
             eval_model = model_ema.module if model_ema is not None else model
-            eval_metrics = validate(eval_model, loader_eval, device, amp_autocast)
+            eval_metrics = validate(eval_model, loader_eval, eval_loss_fn, device, amp_autocast)
         lrs = [group['lr'] for group in optimizer.param_groups]
         update_summary(epoch, train_metrics, eval_metrics, str(output_dir / 'summary.csv'), lr=sum(lrs) / len(lrs))
         metric = (eval_metrics or train_metrics)[eval_metric]
