@@ -177,3 +177,24 @@ def test_push_with_a_token_goes_to_huggingface_hub_and_never_shows_it(published,
         push.push_folder(push.plan_push(published['folder'], 'org/name'))
     assert 'offline' in str(error.value).lower()
     assert 'hf_NotARealTokenForTests' not in str(error.value) + str(capsys.readouterr())
+
+
+def test_card_states_the_run_record(published, tmp_path):
+    """The engine's run.json and a --run-record file give the card what the run folder lacks (issue 8's fields)."""
+    run = shutil.copytree(published['run'], tmp_path / 'run')
+    (run / 'run.json').write_text(json.dumps({
+        'model': MODEL, 'seed': 3, 'epochs': 200, 'best_epoch': 1, 'val_top1_err': 6.5, 'wall_time_s': 5400.0,
+        'device': 'NVIDIA H100 80GB HBM3', 'code_version': 'timm-ignore 0.1.0, git abc', 'train_images_per_s': 1e4}))
+    record = tmp_path / 'record.yaml'
+    record.write_text('dataset: "CIFAR-10 (JPEG copy): the official images stored as JPEG, quality 95"\n'
+                      'recipe: "the authors\' CIFAR recipe (train_scripts/cifar10.yaml)"\n')
+    assert main(['publish', str(run), '--out', str(tmp_path / 'out'), '--data', str(published['root'] / 'data'),
+                 '--repo-id', 'org/name', '--run-record', str(record)]) == 0
+    card = ModelCard.load(tmp_path / 'out' / 'README.md')
+    for text in ('Data: CIFAR-10 (JPEG copy): the official images stored as JPEG, quality 95',
+                 "Recipe: the authors' CIFAR recipe (train_scripts/cifar10.yaml)", 'Seed: 3; epochs: 200',
+                 'validation top-1 error 6.50%', 'Trained on: NVIDIA H100 80GB HBM3; wall time 1.50 h',
+                 'Trained with: timm-ignore 0.1.0, git abc'):
+        assert text in card.text, text
+    _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
+    assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [6.5]

@@ -237,8 +237,12 @@ def load_model(
     return model.eval(), checkpoint
 
 
-def check_model_name(name: str) -> None:
+def check_model_name(name: str, flag: str = '--model') -> None:
     """Refuse a name timm does not know (``hf-hub:``/``local-dir:`` sources pass), suggesting close ones.
+
+    Args:
+        name: Model name, with an optional ``.tag``.
+        flag: The command-line option that gave it, named in the error.
 
     Raises:
         ValueError: Unknown model.
@@ -247,7 +251,7 @@ def check_model_name(name: str) -> None:
         return
     close = difflib.get_close_matches(name.split('.', 1)[0], timm.list_models(), n=3)
     hint = f'did you mean {", ".join(close)}?' if close else '`timm-ignore models` lists this package\'s models.'
-    raise ValueError(f'unknown model {name!r} (--model); {hint}')
+    raise ValueError(f'unknown model {name!r} ({flag}); {hint}')
 
 
 def _create(name: str, pretrained: bool, num_classes: Optional[int], kwargs: dict[str, Any], where: str) -> nn.Module:

@@ -49,6 +49,7 @@ def _quiet_library_logs() -> None:
 def run(args: argparse.Namespace) -> int:
     from timm.utils import setup_default_logging
 
+    from ..checkpoint import check_model_name
     from ..paper import read_paper_tables
     from ..train import TrainConfig
     from ..train.compare import format_table, plan_runs, run_comparison, summarize, write_results
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     # every input is checked before the first epoch: paper tables, recipe, models and their args, data, run folders
     paper_tables = read_paper_tables(args.paper_tables)
     num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
+    for model in args.models:
+        check_model_name(model, flag='--models')
     if demo:
         from ..data.demo import make_demo_dataset
         make_demo_dataset(output / 'demo-data', per_class=tuple(args.demo_per_class))

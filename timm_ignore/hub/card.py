@@ -60,6 +60,7 @@ class TrainingRecord:
         recipe: The recipe followed (e.g. "the authors' CIFAR recipe, train_scripts/cifar10.yaml").
         hardware: Where it trained (e.g. "1x NVIDIA H100").
         wall_time_s: Training wall time in seconds.
+        code_version: The code that trained (the card's provenance also names the code that published).
         args: The run's arguments (train.py's), for the recipe and data tables.
     """
     checkpoint: str = ''
@@ -72,6 +73,7 @@ class TrainingRecord:
     recipe: Optional[str] = None
     hardware: Optional[str] = None
     wall_time_s: Optional[float] = None
+    code_version: Optional[str] = None
     args: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -183,7 +185,8 @@ Data args:
 
 ## Provenance
 
-- Code: {c.code_version}
+- Trained with: {_shown(t.code_version)}
+- Published with: {c.code_version}
 - Evaluated on: {r.hardware}
 
 ## Citation

@@ -43,26 +43,36 @@ def _summary_val_error(run_dir: Path, epoch: Optional[int]) -> Optional[float]:
     return None if row is None else 100. - float(row['eval_top1'])
 
 
-def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[str, Any]] = None) -> TrainingRecord:
-    """What a run folder says about its training, with a run record's keys on top.
+#: Run record keys of the GPU engine (``run.json``) that are card fields under another name.
+RECORD_ALIASES = {'device': 'hardware'}
+#: Card fields a run record may set.
+RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('checkpoint', 'ema', 'args'))
 
-    Raises:
-        ValueError: ``overrides`` holds a key that is not a :class:`~timm_ignore.hub.card.TrainingRecord` field.
-    """
+
+def _record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The card fields of a run record (the engine's ``run.json`` holds more facts than a card states)."""
+    renamed = {RECORD_ALIASES.get(k, k): v for k, v in record.items()}
+    return {k: v for k, v in renamed.items() if k in RECORD_FIELDS and v is not None}
+
+
+def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[str, Any]] = None) -> TrainingRecord:
+    """What a run folder says about its training: ``args.yaml``, ``summary.csv`` and the checkpoint, then the run's
+    ``run.json`` (written by the GPU engine) when there is one, then ``overrides`` (``publish --run-record``)."""
     args = checkpoint.args
     derived = dict(
         checkpoint=checkpoint.path.name, ema=checkpoint.ema, seed=args.get('seed'), epochs=args.get('epochs'),
         best_epoch=checkpoint.epoch, val_top1_err=_summary_val_error(checkpoint.run_dir, checkpoint.epoch),
         recipe=args.get('config') or None, args=args)
-    allowed = {f.name for f in fields(TrainingRecord)} - {'checkpoint', 'ema', 'args'}
-    unknown = sorted(set(overrides or {}) - allowed)
-    if unknown:
-        raise ValueError(f'run record: unknown keys {", ".join(unknown)}; allowed: {", ".join(sorted(allowed))}.')
-    return TrainingRecord(**{**derived, **(overrides or {})})
+    run_json = checkpoint.run_dir / 'run.json'
+    engine = _record_fields(read_run_record(run_json)) if run_json.is_file() else {}
+    if engine.get('best_epoch') not in (None, checkpoint.epoch):  # the record describes another checkpoint
+        engine = {k: v for k, v in engine.items() if k not in ('best_epoch', 'val_top1_err')}
+    return TrainingRecord(**{**derived, **engine, **_record_fields(overrides or {})})
 
 
 def read_run_record(path: Union[str, Path]) -> dict[str, Any]:
-    """A run record (YAML or JSON mapping of :class:`~timm_ignore.hub.card.TrainingRecord` fields).
+    """A run record: a YAML or JSON mapping holding :class:`~timm_ignore.hub.card.TrainingRecord` fields (others,
+    such as the engine's throughput, are kept in the file and not stated on the card).
 
     Raises:
         FileNotFoundError, ValueError: No such file, or not a mapping.

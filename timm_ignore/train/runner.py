@@ -58,9 +58,8 @@ def build_model(config: TrainConfig) -> nn.Module:
         return create_model(
             config.model, pretrained=config.pretrained, num_classes=config.num_classes, drop_rate=config.drop,
             drop_path_rate=config.drop_path, **config.model_kwargs)
-    except TypeError as e:
-        raise ConfigError(f'{config.model} does not take the model args {config.model_kwargs} (--model-kwargs): '
-                          f'{e}') from None
+    except (TypeError, ValueError) as e:  # an argument the model does not take, or a value it refuses
+        raise ConfigError(f'{config.model} with --model-kwargs {config.model_kwargs}: {e}') from None
 
 
 def _run_dir(config: TrainConfig, input_size: Optional[int] = None) -> Optional[pathlib.Path]:
@@ -99,7 +98,10 @@ def check_inputs(config: TrainConfig) -> None:
             if split:
                 find_split(config.data_dir, split, flag='--data-dir')
     if config.resume:
-        read_checkpoint(config.resume, ema=False)
+        try:
+            read_checkpoint(config.resume, ema=False)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f'--resume: {e}') from None
     path = _run_dir(config)
     resuming_here = path is not None and config.resume and \
         pathlib.Path(config.resume).resolve().parent == path.resolve()

@@ -1,0 +1,164 @@
+"""Every ordinary mistake of a new user ends in one line naming it and exit status 2: no traceback, no work done.
+
+Each case runs the real command line (``timm_ignore.cli.main``) as a user would type it.
+"""
+import datetime
+import logging
+import os
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from _weights_fixtures import MODEL, TAG, trained_model, write_run, write_split
+from conftest import REPO_ROOT
+from timm_ignore.cli import main
+
+RECIPE = REPO_ROOT / 'train_scripts' / 'cifar10.yaml'
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """The commands attach a log handler to the stderr of the moment; pytest closes each test's captured stderr."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+
+
+@pytest.fixture(scope='module')
+def setup(shared_data, tmp_path_factory) -> dict[str, pathlib.Path]:
+    root = tmp_path_factory.mktemp('mistakes')
+    write_split(shared_data, root / 'data', 'train', count=60)
+    write_split(shared_data, root / 'data', 'validation', count=60)
+    write_split(shared_data, root / 'data', 'test', count=60)
+    write_split(shared_data, root / 'flat', 'images', count=60)  # one folder of class folders, no split folders
+    run = write_run(root / 'run', trained_model(), MODEL)
+    other = write_run(root / 'other-run', timm.create_model('densenet', depth=7, num_classes=10), 'densenet')
+    checkpoint = run / 'last.pth.tar'
+    (root / 'truncated.pth.tar').write_bytes(checkpoint.read_bytes()[:4000])
+    (root / 'random.pth.tar').write_bytes(np.random.default_rng(0).bytes(4000))
+    torch.save({'state_dict': trained_model().state_dict(), 'when': datetime.date(2021, 1, 1)},
+               root / 'foreign.pth.tar')
+    (root / 'bad.yaml').write_text('epochs: [1, 2\n')
+    (root / 'list.yaml').write_text('- epochs\n')
+    (root / 'not_json.json').write_text('{md5: ')
+    (root / 'a_file').write_text('mine')
+    (root / 'notes.png').write_text('not an image')
+    return dict(root=root, data=root / 'data', run=run, other=other / 'last.pth.tar')
+
+
+def _train(setup, *extra: str) -> list[str]:
+    return ['train', '-c', str(RECIPE), '--data-dir', str(setup['data']), '--model', MODEL, '--model-kwargs',
+            'depth=8', '--epochs', '1', '--device', 'cpu', '--output', str(setup['root'] / 'out'), '--set',
+            'workers=0', 'batch_size=20', *extra]
+
+
+def _mistakes(s: dict[str, pathlib.Path]) -> dict[str, tuple[list[str], str]]:
+    """Mistake -> (command line, what the one line must say)."""
+    data, root = str(s['data']), s['root']
+    return {
+        'missing recipe': (['train', '-c', str(root / 'nope.yaml'), '--data-dir', data, '--model', MODEL],
+                           r'nope.yaml: no such recipe \(-c/--config\)'),
+        'invalid recipe YAML': (['train', '-c', str(root / 'bad.yaml'), '--data-dir', data],
+                                r'bad.yaml: not a valid YAML recipe \(-c/--config\).*line 2'),
+        'recipe not a mapping': (['train', '-c', str(root / 'list.yaml'), '--data-dir', data],
+                                 'must be a YAML mapping'),
+        'unknown model': (_train(s, '--model', 'cifar_resnet50_se_ign4'),
+                          r"unknown model 'cifar_resnet50_se_ign4' \(--model\); did you mean cifar_resnet50_se_ign"),
+        'missing data folder': (_train(s, '--data-dir', str(root / 'nowhere')), r'nowhere: no such data folder'),
+        'data folder without splits': (_train(s, '--data-dir', str(root / 'flat')),
+                                       r"no 'train' split in .*flat \(its folders: images\)"),
+        'zero epochs': (_train(s, '--epochs', '0'), '--epochs must be at least 1, got 0'),
+        'resume missing': (_train(s, '--resume', str(root / 'gone.pth.tar')),
+                           '--resume: .*gone.pth.tar: no such checkpoint'),
+        'resume truncated': (_train(s, '--resume', str(root / 'truncated.pth.tar')), 'not a PyTorch checkpoint'),
+        'resume random bytes': (_train(s, '--resume', str(root / 'random.pth.tar')), 'not a PyTorch checkpoint'),
+        'resume foreign pickle': (_train(s, '--resume', str(root / 'foreign.pth.tar')),
+                                  'not a checkpoint this tool can load'),
+        'resume other architecture': (_train(s, '--resume', str(s['other'])),
+                                      r'\(--resume\): these are not weights of cifar_resnet50_se_ign3'),
+        'wrong alpha for the gate': (_train(s, '--model', 'cifar_resnet50_se_ign1', '--model-kwargs', 'depth=8',
+                                            'alpha=1.5'), r'--model-kwargs .*alpha'),
+        'alpha for a gate without one': (_train(s, '--model-kwargs', 'depth=8', 'alpha=0.5'),
+                                         r"--model-kwargs .*'ign3' takes no alpha"),
+        'model kwarg without =': (_train(s, '--model-kwargs', 'depth8'), 'expected KEY=VALUE'),
+        'missing checksums': (['prepare-cifar', str(root / 'cifar-10-python.tar.gz'), str(root / 'c'), '--checksums',
+                               str(root / 'nope.json')], r'does not exist|no such checksum table \(--checksums\)'),
+        'malformed checksums': (['prepare-cifar', str(root / 'a_file'), str(root / 'c'), '--dataset', 'cifar10',
+                                 '--checksums', str(root / 'not_json.json')],
+                                r'not_json.json: not a JSON checksum table \(--checksums\)'),
+        'publish --overwrite onto a file': (['publish', str(s['run']), '--out', str(root / 'a_file'), '--data', data,
+                                             '--repo-id', 'org/name', '--overwrite'], 'a_file: is a file'),
+        'grad-cam on a non-image': (['grad-cam', str(root / 'notes.png'), '--models', f'{MODEL}.{TAG}',
+                                     '--model-kwargs', 'depth=8', '-o', str(root / 'g.png'), '--device', 'cpu'],
+                                    r'notes.png: not an image file'),
+        'grad-cam class count not the folder': (
+            ['grad-cam', str(s['data'] / 'test'), '--models', f'{MODEL}.cifar100', '--model-kwargs', 'depth=8', '-o',
+             str(root / 'g.png'), '--device', 'cpu'], '10 class folders but .* has 100 classes'),
+        'grad-cam output is a folder': (['grad-cam', str(s['data'] / 'test'), '--models', MODEL, '-o', data],
+                                        '-o/--output names the PNG'),
+        'validate without split': (['validate', str(root / 'flat'), '--checkpoint', str(s['run'])],
+                                   r"no 'test' split in .*flat"),
+        'validate wrong device': (['validate', data, '--checkpoint', str(s['run']), '--device', 'gpu0'],
+                                  "--device 'gpu0' is not a device"),
+        'compare unknown model': (['compare', '--models', 'cifar_resnet50', 'resnet_51', '--output',
+                                   str(root / 'cmp'), '--epochs', '1'], r"unknown model 'resnet_51' \(--models\)"),
+        'compare missing paper tables': (['compare', '--paper-tables', str(root / 'p.csv'), '--output',
+                                          str(root / 'cmp2')], r'p.csv: paper tables file not found'),
+        'compare data without splits': (['compare', '--data-dir', str(root / 'flat'), '-c', str(RECIPE), '--output',
+                                         str(root / 'cmp3'), '--models', MODEL], "no 'train' split"),
+    }
+
+
+CASES = list(_mistakes({k: pathlib.Path('x') for k in ('root', 'data', 'run', 'other')}))
+
+
+@pytest.mark.parametrize('mistake', CASES)
+def test_mistake_is_one_line_and_exit_2(setup, mistake, capsys):
+    argv, expected = _mistakes(setup)[mistake]
+    before = sorted(p.name for p in setup['root'].iterdir())
+    with pytest.raises(SystemExit) if 'KEY=VALUE' in expected else _no_exit() as exited:
+        status = main(argv)
+    if exited is not None:
+        status = exited.value.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert 'Traceback' not in err and 'weights_only' not in err
+    last = err.strip().splitlines()[-1]
+    assert re.search(expected, last), last
+    assert last.startswith('timm-ignore ') or 'usage:' in err
+    after = sorted(p.name for p in setup['root'].iterdir())
+    assert after == before or set(after) - set(before) <= {'out'}  # nothing written (an empty run parent at most)
+
+
+class _no_exit:
+    value = None
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_compare_checks_every_input_before_training(setup, capsys):
+    """A typo in the last model is found before the first model trains (no run folder is written)."""
+    output = setup['root'] / 'cmp-typo'
+    assert main(['compare', '--models', 'cifar_resnet50', 'cifar_resnet50_se_ign33', '--output', str(output),
+                 '--epochs', '1', '--device', 'cpu', '--demo-per-class', '4', '2', '2']) == 2
+    assert 'did you mean' in capsys.readouterr().err
+    assert not (output / 'runs').exists() or not any((output / 'runs').iterdir())
+
+
+def test_folders_the_tools_create_have_normal_permissions(setup, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert main(['publish', str(setup['run']), '--out', str(tmp_path / 'pub'), '--data', str(setup['data']),
+                     '--repo-id', 'org/name']) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / 'pub').stat().st_mode & 0o777 == 0o755
