@@ -13,8 +13,8 @@ from ._weights import WeightsCard, read_weights_cards
 
 __all__ = [
     'AUTHORS_CODE_URL', 'PAPER_ID', 'DatasetSpec', 'FamilySpec', 'GateSpec', 'ModelSpec', 'DATASETS', 'FAMILIES',
-    'GATES', 'ATTENTIONS', 'MODELS', 'PUBLISHED_WEIGHTS', 'family_models', 'get_model_spec', 'pretrained_cfgs',
-    'published_tags',
+    'GATES', 'ATTENTIONS', 'MODELS', 'PUBLISHED_WEIGHTS', 'TWIN_GATE', 'TWINS', 'family_models', 'get_model_spec',
+    'pretrained_cfgs', 'published_tags',
 ]
 
 PAPER_ID = 'arXiv:2111.05684'
@@ -158,6 +158,15 @@ def _build_models() -> dict[str, ModelSpec]:
 
 #: Every model this package registers, by name, in table order.
 MODELS: dict[str, ModelSpec] = _build_models()
+
+
+#: The flip of the registered twins of timm's attention models: the only one with an exact map of their weights.
+TWIN_GATE = next(g for g in GATES if g.name == 'ign3' and g.alpha is None)
+#: Twins of timm's pretrained attention models: ``{timm model}_ign3`` is the timm model with its attention gates flipped
+#: to Ign3 and its logits layers negated (``timm_ignore.convert_gates(..., map_weights=True)``), so its pretrained tags
+#: are the timm model's, with the same outputs. Twin name -> timm model name.
+TWINS: dict[str, str] = {f'{name}{TWIN_GATE.suffix}': name for name in (
+    'seresnet50', 'seresnext50_32x4d', 'ecaresnet50d', 'efficientnet_b0', 'mobilenetv3_large_100', 'regnety_016')}
 
 
 #: Published weights by ``model.tag``: exactly the model cards in ``weights_cards/`` (see ``_weights``).
