@@ -47,7 +47,8 @@ def test_twin_is_the_timm_model_with_gates_flipped_and_logits_negated(twin):
     explicit = timm.create_model(source).eval()
     torch.manual_seed(0)
     model = timm.create_model(twin).eval()
-    assert model.pretrained_cfg['architecture'] == twin and model.pretrained_cfg['tag'] == explicit.pretrained_cfg['tag']
+    assert model.pretrained_cfg['architecture'] == twin
+    assert model.pretrained_cfg['tag'] == explicit.pretrained_cfg['tag']
     gates = [m for m in model.modules() if isinstance(m, (IgnoreGate, FlippedGate))]
     assert gates and all(g.name == 'ign3' for g in gates)
     reference = timm.create_model(source).eval()
@@ -118,7 +119,8 @@ def hub_cache(tmp_path_factory):
     for explicit in PRETRAINED.values():
         model = _explicit_checkpoint(explicit.split('.')[0], root / 'folders' / explicit)
         save_file(model.state_dict(), root / f'{explicit}.safetensors')
-        add_to_hub_cache(root / 'cache', timm.models.get_pretrained_cfg(explicit).hf_hub_id, root / 'folders' / explicit)
+        hub_id = timm.models.get_pretrained_cfg(explicit).hf_hub_id
+        add_to_hub_cache(root / 'cache', hub_id, root / 'folders' / explicit)
     env = dict(os.environ, HF_HUB_CACHE=str(root / 'cache'), HF_HUB_OFFLINE='1')
     env.pop('HF_HUB_DISABLE_SYMLINKS', None)
     return root, env
@@ -152,7 +154,8 @@ def test_readme_conversion_runs_against_the_hub_cache(hub_cache):
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     assert child.stdout.splitlines()[-1] == '16 0 32'
-    assert 'layer1.0.se (SEModule): sigmoid -> ign3; negated layer1.0.se.fc2.weight, layer1.0.se.fc2.bias' in child.stdout
+    first = 'layer1.0.se (SEModule): sigmoid -> ign3; negated layer1.0.se.fc2.weight, layer1.0.se.fc2.bias'
+    assert first in child.stdout
 
 
 def _train_py() -> pathlib.Path:

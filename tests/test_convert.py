@@ -56,10 +56,12 @@ BLOCKS = {
     'se': (lambda: SEModule(C), [('0', 'SEModule', 'sigmoid', ('fc2.weight', 'fc2.bias'))]),
     'se_bn_nobias': (lambda: SEModule(C, bias=False, norm_layer=nn.BatchNorm2d),
                      [('0', 'SEModule', 'sigmoid', ('fc2.weight',))]),
-    'se_hard': (lambda: SEModule(C, gate_layer='hard_sigmoid'), [('0', 'SEModule', 'hard_sigmoid', ('fc2.weight', 'fc2.bias'))]),
+    'se_hard': (lambda: SEModule(C, gate_layer='hard_sigmoid'),
+                [('0', 'SEModule', 'hard_sigmoid', ('fc2.weight', 'fc2.bias'))]),
     'ese': (lambda: EffectiveSEModule(C), [('0', 'EffectiveSEModule', 'hard_sigmoid', ('fc.weight', 'fc.bias'))]),
     'se_cl': (lambda: SqueezeExciteCl(C), [('0', 'SqueezeExciteCl', 'sigmoid', ('fc2.weight', 'fc2.bias'))]),
-    'effnet_se': (lambda: SqueezeExcite(C), [('0', 'SqueezeExcite', 'sigmoid', ('conv_expand.weight', 'conv_expand.bias'))]),
+    'effnet_se': (lambda: SqueezeExcite(C),
+                  [('0', 'SqueezeExcite', 'sigmoid', ('conv_expand.weight', 'conv_expand.bias'))]),
     'mbv3_se': (lambda: SqueezeExcite(C, gate_layer='hard_sigmoid', force_act_layer=nn.ReLU),
                 [('0', 'SqueezeExcite', 'hard_sigmoid', ('conv_expand.weight', 'conv_expand.bias'))]),
     'eca': (lambda: EcaModule(C), [('0', 'EcaModule', 'sigmoid', ('conv.weight',))]),
@@ -75,8 +77,10 @@ BLOCKS = {
         ('0.channel', 'LightChannelAttn', 'sigmoid', ('fc2.weight',)),
         ('0.spatial', 'LightSpatialAttn', 'sigmoid', ('conv.bn.weight', 'conv.bn.bias'))]),
     'ge_mlp': (_ge_with_mlp, [('0', 'GatherExcite', 'sigmoid', ('mlp.fc2.weight', 'mlp.fc2.bias'))]),
-    'ge_gather': (_ge_with_gather_params, [('0', 'GatherExcite', 'sigmoid', ('gather.norm2.weight', 'gather.norm2.bias'))]),
-    'gc': (lambda: GlobalContext(C), [('0', 'GlobalContext', 'sigmoid', ('mlp_scale.fc2.weight', 'mlp_scale.fc2.bias'))]),
+    'ge_gather': (_ge_with_gather_params,
+                  [('0', 'GatherExcite', 'sigmoid', ('gather.norm2.weight', 'gather.norm2.bias'))]),
+    'gc': (lambda: GlobalContext(C),
+           [('0', 'GlobalContext', 'sigmoid', ('mlp_scale.fc2.weight', 'mlp_scale.fc2.bias'))]),
     'gc_fuse_both': (lambda: GlobalContext(C, fuse_add=True, fuse_scale=True),
                      [('0', 'GlobalContext', 'sigmoid', ('mlp_scale.fc2.weight', 'mlp_scale.fc2.bias'))]),
     'coord': (lambda: CoordAttn(C), [('0', 'CoordAttn', 'sigmoid', ('conv_h.weight', 'conv_w.weight'))]),
@@ -161,7 +165,8 @@ def test_weight_map_gives_the_explicit_outputs(name, gate):
     before = copy.deepcopy(model.state_dict())
     report = convert_gates(model, gate, map_weights=True)
     torch.testing.assert_close(model(x), explicit, rtol=1e-12, atol=1e-12)
-    expected = [(path, block, old, tuple(f'{path}.{p}' for p in negated)) for path, block, old, negated in BLOCKS[name][1]]
+    expected = [(path, block, old, tuple(f'{path}.{p}' for p in negated))
+                for path, block, old, negated in BLOCKS[name][1]]
     assert [(c.path, c.block, c.old_gate, c.negated) for c in report.flipped] == expected
     negated = {p for c in report.flipped for p in c.negated}
     after = model.state_dict()

@@ -16,7 +16,8 @@ def test_timm_hard_sigmoid_is_point_symmetric():
     assert nn.Hardsigmoid()(Z).min() == 0 and nn.Hardsigmoid()(Z).max() == 1
 
 
-@pytest.mark.parametrize('gate, alpha', [('explicit', None), ('ign1', None), ('ign1', 0.8), ('ign1', 0.0), ('ign3', None)])
+@pytest.mark.parametrize('gate, alpha', [
+    ('explicit', None), ('ign1', None), ('ign1', 0.8), ('ign1', 0.0), ('ign3', None)])
 def test_hard_sigmoid_flips_match_equations(gate, alpha):
     g = torch.clamp((Z + 3) / 6, 0, 1)
     a = 1.0 if alpha is None else alpha

@@ -166,11 +166,12 @@ def find_gates(model: nn.Module) -> Iterator[GateSite | Unflipped]:
             yield Unflipped(path, kind.__name__, _UNFLIPPABLE[kind])
             continue
         rule = _RULES.get(kind)
-        if rule is None and _generic_gate(block):
-            rule = lambda _: Gating(no_map=f'{kind.__name__} is not a block whose logits layer is known')  # noqa: E731
-        if rule is None:
+        if rule is not None:
+            gating = rule(block)
+        elif _generic_gate(block):
+            gating = Gating(no_map=f'{kind.__name__} is not a block whose logits layer is known')
+        else:
             continue
-        gating = rule(block)
         function = _function(block)
         if gating.unused:
             yield Unflipped(path, kind.__name__, gating.unused)
