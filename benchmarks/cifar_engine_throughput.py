@@ -96,7 +96,8 @@ def main() -> int:
         print(f'| {trainer} | {cells} |')
     print(f'| engine / timm-ignore train | {" | ".join(f"{ratios[m]:.2f}x" for m in modes)} |')
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    record = dict(time=stamp, code=code_version(), machine=machine_info(), args={k: str(v) for k, v in vars(args).items()},
+    arguments = {k: str(v) for k, v in vars(args).items()}
+    record = dict(time=stamp, code=code_version(), machine=machine_info(), args=arguments,
                   images_per_s=speeds, ratio_engine_over_trainer=ratios)
     out = ROOT / 'benchmarks' / 'results' / f'cifar_engine_throughput_{device.type}_{args.model}_{stamp}.json'
     out.write_text(json.dumps(record, indent=2) + '\n')

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..provenance import code_version, device_name
-from ..train.loop import evaluate
+from ..train.loop import validate
 from ..train.runner import _trim_summary
 from .augment import augment_batch, draw_augmentation, normalize
 from .data import ImageData, SplitTensors
@@ -221,7 +221,7 @@ def train_run(
         train_loss = _train_epoch(
             train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng, epoch, steps, recipe)
         train_time = time.perf_counter() - start
-        val = evaluate(train_model, inputs.eval_batches(data.validation), loss_fn, device, autocast)
+        val = validate(train_model, inputs.eval_batches(data.validation), loss_fn, device, autocast)
         epoch_time = time.perf_counter() - start
         lr = optimizer.param_groups[0]['lr']
         update_summary(epoch, {'loss': train_loss}, val, str(run_dir / _SUMMARY), lr=lr)
@@ -312,7 +312,7 @@ def _finish(
     if data.test is not None:
         best = torch.load(run_dir / _BEST, map_location='cpu', weights_only=True)
         model.load_state_dict(best['state_dict'])
-        test = evaluate(model, inputs.eval_batches(data.test), nn.CrossEntropyLoss(), device, autocast,
+        test = validate(model, inputs.eval_batches(data.test), nn.CrossEntropyLoss(), device, autocast,
                         log_suffix=' (test)')
     best_val = state['best_val']
     return dict(

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..evaluate import evaluate as measure
 
-__all__ = ['train_one_epoch', 'validate', 'evaluate']
+__all__ = ['train_one_epoch', 'validate']
 
 _logger = logging.getLogger(__name__)
 
@@ -86,7 +86,3 @@ def validate(
     _logger.info(f'Eval{log_suffix}: loss {metrics.loss:.4f}  top-1 err {metrics.top1_err:.2f}%  '
                  f'top-5 err {metrics.top5_err:.2f}%')
     return {'loss': metrics.loss, 'top1': 100. - metrics.top1_err, 'top5': 100. - metrics.top5_err}
-
-
-#: The engine's name for :func:`validate` (``timm_ignore.engine.run``).
-evaluate = validate
