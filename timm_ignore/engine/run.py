@@ -179,6 +179,8 @@ def train_run(
         return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     device = data.mean_image.device
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once (nondeterministic)
     torch.manual_seed(spec.seed)
     data_rng = torch.Generator().manual_seed(spec.seed + _DATA_SEED_OFFSET)
     model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
