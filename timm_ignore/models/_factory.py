@@ -80,11 +80,6 @@ def register_family(module: str, family: str, create: Callable[..., nn.Module]) 
         cfgs.update(pretrained_cfgs(spec))
     mod.default_cfgs = generate_default_cfgs(cfgs)
     for spec in specs:
-        # timm makes a tag with weights the default; keep the family's first one, so num_classes never follows the cards
-        tags = mod.default_cfgs[spec.name].tags
-        tags.remove(spec.family.datasets[0])
-        tags.appendleft(spec.family.datasets[0])
-    for spec in specs:
         fn = _entrypoint(spec, module, create)
         setattr(mod, spec.name, fn)
         register_model(fn)

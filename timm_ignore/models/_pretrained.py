@@ -54,23 +54,44 @@ def _filter(state_dict: dict[str, torch.Tensor], model: nn.Module, location: str
     return state_dict
 
 
+#: The weight sources a timm pretrained cfg can name.
+_SOURCES = ('state_dict', 'file', 'hf_hub_id', 'url')
+
+
+def _only(kwargs: dict[str, Any], keep: str, **fields: Any) -> None:
+    """Leave ``keep`` the only weight source of the cfg timm will build (``pretrained_cfg_overlay``, timm's public
+    override), so which source is read never depends on timm's order of preference among several."""
+    cleared = {name: None for name in _SOURCES if name != keep}
+    kwargs['pretrained_cfg_overlay'] = {**(kwargs.get('pretrained_cfg_overlay') or {}), **cleared, **fields}
+
+
 def _locate(spec: ModelSpec, cfg: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str, str]:
-    """Check the weight source timm will use (its precedence order) and return ``(location, hf_hub_id)``."""
+    """Choose the weight source of a pretrained cfg by this package's rules and make it the cfg's only one.
+
+    A ``local-dir:`` folder, else weights the caller gave (``file``/``state_dict``, e.g. train.py's
+    ``--pretrained-path``), else the Hub repository (its safetensors file only); a URL is refused.
+
+    Returns:
+        ``(location for messages, hf_hub_id or '')``.
+    """
     if cfg.get('source') == 'local-dir':
         path = Path(cfg['file']) / SAFETENSORS_FILE
         if not path.is_file():
             raise FileNotFoundError(
                 f'{path}: missing; a published folder holds its weights in {SAFETENSORS_FILE} '
                 f'(pickled .bin/.pth weights are not loaded).')
+        _only(kwargs, 'file')
         return str(path), ''
     if cfg.get('source') != 'hf-hub' and (cfg.get('state_dict') is not None or cfg.get('file')):
-        return str(cfg.get('file') or 'the state_dict of the pretrained cfg'), ''  # given by the caller, local
+        given = 'state_dict' if cfg.get('state_dict') is not None else 'file'
+        _only(kwargs, given)
+        return str(cfg.get('file') or 'the state_dict of the pretrained cfg'), ''
     if cfg.get('hf_hub_id'):
         filename = cfg.get('hf_hub_filename') or SAFETENSORS_FILE
         if not filename.endswith('.safetensors'):
             raise ValueError(f'hf-hub:{cfg["hf_hub_id"]}/{filename}: downloaded weights are loaded only from '
                              f'safetensors files, not pickles.')
-        kwargs['pretrained_cfg_overlay'] = dict(kwargs.get('pretrained_cfg_overlay') or {}, hf_hub_filename=filename)
+        _only(kwargs, 'hf_hub_id', hf_hub_filename=filename)
         return f'hf-hub:{cfg["hf_hub_id"]}/{filename}', cfg['hf_hub_id']
     if cfg.get('url'):
         raise ValueError(f'{cfg["url"]}: weights from URLs are pickles; publish them as safetensors on the Hub.')

@@ -202,13 +202,17 @@ def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
     """Default cfgs of a model, one per dataset tag, in timm's ``generate_default_cfgs`` format.
 
     A tag carries weights (``hf_hub_id``, its safetensors file and the data config they were evaluated with)
-    exactly when its model card is in ``weights_cards/`` (:data:`PUBLISHED_WEIGHTS`).
+    exactly when its model card is in ``weights_cards/`` (:data:`PUBLISHED_WEIGHTS`). The family's first tag is
+    marked default with timm's ``*`` suffix, so it stays the default when only another tag has weights, and
+    ``num_classes`` of an untagged name never depends on which cards exist. It comes last: timm 1.0.31's
+    ``generate_default_cfgs`` lets a later tag with weights go before an earlier ``*`` tag, against its docstring.
     """
     family = spec.family
     cfgs = {}
-    for tag in family.datasets:
+    for tag in (*family.datasets[1:], family.datasets[0]):
         data = DATASETS[tag]
-        cfgs[f'{spec.name}.{tag}'] = dict(
+        key = f'{spec.name}.{tag}' + ('*' if tag == family.datasets[0] else '')
+        cfgs[key] = dict(
             num_classes=data.num_classes, input_size=data.input_size, pool_size=family.pool_size,
             crop_pct=data.crop_pct, interpolation=data.interpolation, mean=data.mean, std=data.std,
             first_conv=family.first_conv, classifier=family.classifier,
@@ -217,5 +221,5 @@ def pretrained_cfgs(spec: ModelSpec) -> dict[str, dict[str, Any]]:
         )
         card = PUBLISHED_WEIGHTS.get(f'{spec.name}.{tag}')
         if card is not None:
-            cfgs[f'{spec.name}.{tag}'].update(card.pretrained_cfg())
+            cfgs[key].update(card.pretrained_cfg())
     return cfgs
