@@ -138,3 +138,92 @@ def test_conv_bias_before_batchnorm_changes_nothing():
         for conv, norm in biased:
             norm.running_mean += 0.99 * conv.bias
         torch.testing.assert_close(twin(x), model(x), rtol=1e-10, atol=1e-12)
+
+
+def _fused_and_layerwise(name: str, **kwargs) -> tuple[nn.Module, nn.Module]:
+    """A DenseNet and its copy running the layer-by-layer concatenation; BN affines random so none is trivial."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=10, **kwargs)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.normal_(), m.bias.normal_()
+    layerwise = copy.deepcopy(model)
+    for stage in layerwise.stages:
+        stage.fused_backward = False
+    return model, layerwise
+
+
+@pytest.mark.parametrize('name', ['densenet', 'densenet_cbam_ign3'])
+def test_fused_dense_blocks_are_the_layerwise_densenet(name):
+    model, layerwise = _fused_and_layerwise(name, depth=13)
+    model, layerwise = model.double(), layerwise.double()
+    taken = []
+    model.stages[1].attn.register_forward_hook(lambda m, i, o: taken.append(type(i[0].grad_fn).__name__))
+    x, y = torch.randn(6, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (6,))
+    results = []
+    for m in (model, layerwise):
+        x_in = x.clone().requires_grad_()
+        out = m(x_in)
+        nn.functional.cross_entropy(out, y).backward()
+        results.append((out, x_in.grad))
+    assert taken == ['DenseBlockFunctionBackward']  # the fused block ran
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-16)
+    reference = dict(layerwise.named_parameters())
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, reference[n].grad, rtol=1e-10, atol=1e-14, msg=n)
+    reference_buffers = dict(layerwise.named_buffers())
+    assert model.state_dict().keys() == layerwise.state_dict().keys()
+    for n, b in model.named_buffers():
+        torch.testing.assert_close(b, reference_buffers[n], rtol=1e-12, atol=1e-14, msg=n)
+    model.eval(), layerwise.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), layerwise(x), rtol=1e-12, atol=1e-12)
+
+
+def test_fused_dense_blocks_with_frozen_parameters_and_cumulative_running_stats():
+    model, layerwise = _fused_and_layerwise('densenet', depth=10)
+    for m in (model, layerwise):
+        m.double()
+        m.stages[0].layers[0].norm1.weight.requires_grad_(False)
+        m.stages[2].layers[1].conv2.weight.requires_grad_(False)
+        for norm in m.modules():
+            if isinstance(norm, nn.BatchNorm2d):
+                norm.momentum = None  # cumulative average
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    for _ in range(2):
+        for m in (model, layerwise):
+            m(x).square().sum().backward()
+    assert model.stages[0].layers[0].norm1.weight.grad is None
+    reference = dict(layerwise.named_parameters())
+    for n, p in model.named_parameters():
+        if p.requires_grad:  # the squared loss makes large gradients: tolerance relative to each tensor's scale
+            scale = reference[n].grad.abs().max().item()
+            torch.testing.assert_close(p.grad, reference[n].grad, rtol=1e-10, atol=1e-12 * scale, msg=n)
+    reference_buffers = dict(layerwise.named_buffers())
+    for n, b in model.named_buffers():
+        torch.testing.assert_close(b, reference_buffers[n], rtol=1e-12, atol=1e-14, msg=n)
+
+
+def test_fused_dense_blocks_under_bfloat16_autocast_and_channels_last():
+    """bf16 rounds differently in the two forms: each is held to the float32 result, the fused one as close as the
+    layer-by-layer one."""
+    model, layerwise = _fused_and_layerwise('densenet', depth=10)
+    exact = copy.deepcopy(layerwise)
+    x = torch.randn(8, 3, 32, 32).to(memory_format=torch.channels_last)
+    outputs = []
+    for m in (model, layerwise, exact):
+        m.to(memory_format=torch.channels_last)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=m is not exact):
+            out = m(x)
+        out.float().square().mean().backward()
+        outputs.append(out.float())
+    torch.testing.assert_close(outputs[0], outputs[2], rtol=0.05, atol=0.05)
+    layerwise_grads, exact_grads = dict(layerwise.named_parameters()), dict(exact.named_parameters())
+    for n, p in model.named_parameters():
+        assert p.grad.dtype == p.dtype and torch.isfinite(p.grad).all(), n
+        fused_cosine, layerwise_cosine = (
+            nn.functional.cosine_similarity(g.flatten(), exact_grads[n].grad.flatten(), dim=0).item()
+            for g in (p.grad, layerwise_grads[n].grad))
+        assert fused_cosine > 0.9 and fused_cosine > layerwise_cosine - 0.05, n

@@ -19,11 +19,13 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
+from ..layers.fused_backward import use_fused_backward
 from ._factory import pop_attention_layer, register_family
+from ._fused_dense_block import DenseBlockFunction, dense_block_params
 from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions
 from .zoo import ModelSpec
 
-__all__ = ['CifarDenseNet', 'DenseLayer', 'DenseStage']
+__all__ = ['CifarDenseNet', 'DenseLayer', 'DenseStage', 'Transition']
 
 
 class DenseLayer(nn.Module):
@@ -52,8 +54,36 @@ class DenseLayer(nn.Module):
         return self.conv2(self.norm2(self.conv1(self.norm1(x))))
 
 
+class Transition(nn.Sequential):
+    """BN-ReLU, 1x1 convolution keeping the channels, 2x2 average pool; run with the pool before the convolution.
+
+    A 1x1 convolution and an average pool commute (both are linear, one per pixel, the other per channel), so
+    pooling first is the same function at a quarter of the convolution's work. The modules keep the order of the
+    definition (and of the authors' code) for their state-dict keys.
+    """
+
+    def __init__(
+            self,
+            chs: int,
+            norm_layer: Callable[..., nn.Module] = BatchNormAct2d,
+            device: Optional[torch.device] = None,
+            dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        dd = {'device': device, 'dtype': dtype}
+        super().__init__(norm_layer(chs, **dd), nn.Conv2d(chs, chs, 1, bias=False, **dd), nn.AvgPool2d(2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[1](self[2](self[0](x)))
+
+
 class DenseStage(nn.Module):
     """One resolution stage: an optional transition and its attention, then a dense block and its attention.
+
+    Training in eager mode runs the dense block as :class:`~timm_ignore.models._fused_dense_block.DenseBlockFunction`
+    (one feature buffer, each channel's batch statistics computed once; same outputs, gradients and running
+    statistics as the layer-by-layer concatenation, tested). TorchScript, ``torch.compile`` / ``torch.export``,
+    eval mode and inference use the layer-by-layer form. Set ``fused_backward = False`` on an instance for the plain
+    autograd form (e.g. for double backward).
 
     Args:
         in_chs: Input channels.
@@ -82,25 +112,37 @@ class DenseStage(nn.Module):
         dd = {'device': device, 'dtype': dtype}
         super().__init__()
         if transition:
-            self.transition = nn.Sequential(
-                norm_layer(in_chs, **dd),
-                nn.Conv2d(in_chs, in_chs, 1, bias=False, **dd),
-                nn.AvgPool2d(2, 2),
-            )
+            self.transition = Transition(in_chs, norm_layer, **dd)
             self.transition_attn = attn_layer(in_chs, **dd) if attn_layer else nn.Identity()
         else:
             self.transition = nn.Identity()
             self.transition_attn = nn.Identity()
         self.layers = nn.ModuleList([
             DenseLayer(in_chs + i * growth_rate, growth_rate, bn_size, norm_layer, **dd) for i in range(num_layers)])
+        self.growth_rate = growth_rate
         self.out_chs = in_chs + num_layers * growth_rate
         self.attn = attn_layer(self.out_chs, **dd) if attn_layer else nn.Identity()
+        self.fused_backward = all(
+            type(norm) is BatchNormAct2d and type(norm.act) is nn.ReLU and type(norm.drop) is nn.Identity
+            for layer in self.layers for norm in (layer.norm1, layer.norm2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.transition_attn(self.transition(x))
-        for layer in self.layers:
-            x = torch.cat([x, layer(x)], 1)
+        if not torch.jit.is_scripting() and self._use_fused():
+            x = self._forward_fused(x)
+        else:
+            for layer in self.layers:
+                x = torch.cat([x, layer(x)], 1)
         return self.attn(x)
+
+    @torch.jit.unused
+    def _use_fused(self) -> bool:
+        return (self.training and len(self.layers) > 0 and use_fused_backward(self.fused_backward)
+                and len({layer.norm1.eps for layer in self.layers}) == 1)
+
+    @torch.jit.unused
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        return DenseBlockFunction.apply(x, list(self.layers), self.growth_rate, *dense_block_params(self.layers))
 
 
 class CifarDenseNet(nn.Module):
