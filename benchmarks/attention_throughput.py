@@ -153,6 +153,18 @@ def machine() -> dict[str, str]:
     return info
 
 
+def write_record(prefix: str, args: argparse.Namespace, **fields) -> pathlib.Path:
+    """Write ``results/PREFIX_TIME.json`` with the time, code version, machine, arguments, allocator env and fields."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    record = dict(time=stamp, code=code_version(), machine=machine(), args=vars(args),
+                  env={k: os.environ.get(k) for k in MALLOC_ENV}, **fields)
+    path = RESULTS_DIR / f'{prefix}_{stamp}.json'
+    path.write_text(json.dumps(record, indent=1))
+    print(f'\nrecorded in {path.relative_to(RESULTS_DIR.parent.parent)}')
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--family', default='resnet50', help='model family to benchmark (default: resnet50)')
@@ -209,15 +221,9 @@ def main() -> int:
         print(f'{a + " / " + b:56s} ' + ' '.join(f'{row[m]:8.3f}' for m in modes))
 
     if not args.no_record:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-        record = dict(
-            time=stamp, code=code_version(), machine=machine(), args=vars(args),
-            env={k: os.environ.get(k) for k in MALLOC_ENV},
+        write_record(
+            f'attention_throughput_{args.device}_{args.family}', args,
             throughput={m: {n: statistics.median(v) for n, v in results[m].items()} for m in modes}, ratios=ratios)
-        path = RESULTS_DIR / f'attention_throughput_{args.device}_{args.family}_{stamp}.json'
-        path.write_text(json.dumps(record, indent=1))
-        print(f'\nrecorded in {path.relative_to(RESULTS_DIR.parent.parent)}')
     return 0
 
 
