@@ -94,3 +94,20 @@ def test_compare_end_to_end_on_tiny_demo(tmp_path, capsys):
 def test_compare_needs_a_recipe_for_real_data(tmp_path, capsys):
     assert main(['compare', '--data-dir', str(tmp_path), '--output', str(tmp_path / 'o')]) == 2
     assert '--data-dir needs a recipe' in capsys.readouterr().err
+
+
+def test_compare_rerun_keeps_finished_runs_and_continues_cut_off_ones(tmp_path, capsys):
+    argv = ['compare', '--output', str(tmp_path), '--models', 'cifar_resnet50', '--seeds', '0', '1', '--device', 'cpu',
+            '--demo-per-class', '8', '4', '4', '--epochs', '1']
+    assert main(argv) == 0
+    runs = tmp_path / 'runs'
+    finished = {p: p.stat().st_mtime_ns for p in runs.rglob('*.pth.tar')}
+    assert main(argv) == 0  # the same command again: nothing is trained
+    assert 'finished earlier, kept' in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob('*.pth.tar')} == finished
+    epoch0 = (runs / 'cifar_resnet50-seed1' / 'summary.csv').read_text()
+    assert main(argv[:-1] + ['2']) == 0  # two epochs asked: each run continues from its last.pth.tar
+    out = capsys.readouterr().out
+    assert 'seed 0: epoch 1/1' in out and 'epoch 0/1' not in out and 'ETA' in out
+    summary = (runs / 'cifar_resnet50-seed1' / 'summary.csv').read_text()
+    assert summary.startswith(epoch0) and summary.count('\n') == epoch0.count('\n') + 1

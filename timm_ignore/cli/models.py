@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table([r for r in model_rows() if fnmatch.fnmatch(r.name, args.pattern)])
     if args.update_readme:
         if args.pattern != '*':
-            raise SystemExit('--update-readme writes the whole table; drop the pattern.')
+            from .options import UsageError
+            raise UsageError('--update-readme writes the whole table; drop the pattern.')
         args.update_readme.write_text(replace_marked_section(args.update_readme.read_text(), table))
         print(f'updated the model table in {args.update_readme}')
     else:

@@ -1,6 +1,5 @@
 """``timm-ignore prepare-cifar``: the official CIFAR archive -> ImageFolder tree with the paper's split."""
 import argparse
-import sys
 
 from timm.utils import setup_default_logging
 
@@ -22,13 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.cifar import CifarArchiveError, prepare_cifar, read_checksums
+    from ..data.cifar import prepare_cifar, read_checksums
     setup_default_logging()
-    try:
-        checksums = read_checksums(args.checksums) if args.checksums else None
-        prepare_cifar(args.source, args.output, dataset=args.dataset, num_val=args.num_val, checksums=checksums,
-                      overwrite=args.overwrite)
-    except CifarArchiveError as e:
-        print(f'timm-ignore prepare-cifar: error: {e}', file=sys.stderr)
-        return 2
+    checksums = read_checksums(args.checksums) if args.checksums else None
+    prepare_cifar(args.source, args.output, dataset=args.dataset, num_val=args.num_val, checksums=checksums,
+                  overwrite=args.overwrite)
     return 0

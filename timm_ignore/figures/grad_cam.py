@@ -194,7 +194,7 @@ def plot_grad_cam(
     """
     output = pathlib.Path(output)
     if output.exists() and not overwrite:
-        raise FileExistsError(f'{output} exists; pass overwrite to replace it.')
+        raise FileExistsError(f'{output} exists; pass overwrite (--overwrite) to replace it.')
     if not models or not images:
         raise ValueError('plot_grad_cam needs at least one model and one image.')
     import matplotlib

@@ -62,7 +62,7 @@ def push_folder(plan: PushPlan, private: bool = False, overwrite: bool = False) 
     if SAFETENSORS_FILE in existing and not overwrite:
         raise FileExistsError(
             f'hf-hub:{plan.repo_id}@{plan.revision or "main"} already holds {SAFETENSORS_FILE}; '
-            f'pass overwrite (--overwrite) to replace it, or push to another --revision.')
+            f'pass --overwrite to replace it, or push to another --revision.')
     commit = api.upload_folder(
         repo_id=plan.repo_id, folder_path=plan.folder, revision=plan.revision,
         commit_message=f'Publish {plan.repo_id} with timm-ignore')

@@ -84,8 +84,8 @@ def plan_runs(
             config = TrainConfig.from_recipe(recipe, {
                 **overrides, 'model': model, 'seed': seed, 'output': str(output), 'experiment': run_dir.name})
             done = _finished_epochs(run_dir) >= config.epochs and (run_dir / 'model_best.pth.tar').is_file()
-            if not done and (run_dir / 'last.pth.tar').is_file():
-                config.resume = str(run_dir / 'last.pth.tar')
+            if (run_dir / 'last.pth.tar').is_file():
+                config.resume = str(run_dir / 'last.pth.tar')  # continued, or (done) kept and only checked
             elif not done:
                 config.overwrite = True  # a run cut off before its first checkpoint: nothing to keep
             check_inputs(config)
