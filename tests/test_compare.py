@@ -5,7 +5,9 @@ import pathlib
 import pytest
 from PIL import Image
 
+from timm_ignore.checkpoint import load_model
 from timm_ignore.cli import main
+from timm_ignore.evaluate import evaluate_split
 from timm_ignore.data.demo import DEMO_CLASSES, make_demo_dataset
 from timm_ignore.figures.loss_curves import plot_loss_curves, read_curve
 from timm_ignore.paper import read_paper_tables
@@ -86,7 +88,17 @@ def test_compare_end_to_end_on_tiny_demo(tmp_path, capsys):
     assert [(r['model'], r['seed']) for r in runs] == [
         ('cifar_resnet50', '0'), ('cifar_resnet50', '1'), ('cifar_resnet50_se_ign3', '0'),
         ('cifar_resnet50_se_ign3', '1')]
-    assert all(0 <= float(r['test_top1_err']) <= 100 for r in runs)
+    for run in runs:  # tested at the best validation epoch: model_best.pth.tar, the epoch of the best eval_top1
+        run_dir = pathlib.Path(run['run_dir'])
+        with open(run_dir / 'summary.csv', newline='') as f:
+            summary = list(csv.DictReader(f))
+        best = max(summary, key=lambda row: float(row['eval_top1']))
+        assert run['best_epoch'] == best['epoch']
+        model, checkpoint = load_model(run_dir)
+        assert checkpoint.epoch == int(best['epoch'])
+        direct = evaluate_split(model, tmp_path / 'demo-data' / 'test')
+        assert float(run['test_top1_err']) == pytest.approx(direct.top1_err)
+        assert float(run['test_top5_err']) == pytest.approx(direct.top5_err)
     assert (tmp_path / 'results.md').read_text() in out
     assert (tmp_path / 'val_loss.png').is_file()
 

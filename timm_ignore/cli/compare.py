@@ -98,5 +98,8 @@ def run(args: argparse.Namespace) -> int:
         {m: [r.run_dir for r in records if r.model == m] for m in args.models}, output / 'val_loss.png',
         title='Validation loss (DEMO data)' if demo else 'Validation loss')
     print(table)
+    if demo and {'cifar_resnet50_se', 'cifar_resnet50_se_ign3'} <= set(args.models):
+        from ..train.demo import SIGN_SYMMETRY_NOTE
+        print(SIGN_SYMMETRY_NOTE)
     print(f'results: {output / "results.md"}  runs: {output / "runs"}  Figure 1: {figure}')
     return 0

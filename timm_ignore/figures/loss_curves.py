@@ -1,7 +1,9 @@
 """The paper's Figure 1: validation loss per epoch, one curve per model, from ``summary.csv`` files.
 
 Reads the summary.csv of ``timm-ignore train`` and of timm's train.py alike. Several runs under one label (seeds)
-are drawn as their mean with a band spanning their minimum and maximum.
+are drawn as their mean with a band spanning their minimum and maximum. Epochs are numbered as in summary.csv and
+the training log (from 0). Curves that coincide stay visible: each label has its own line style and marker, drawn
+narrower the later it comes, and the legend sits outside the axes.
 """
 import csv
 import os
@@ -51,20 +53,25 @@ def plot_loss_curves(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=150)
-    for label, summaries in runs.items():
+    figure, axes = plt.subplots(figsize=(8, 4), dpi=150)
+    styles = ('-', '--', '-.', ':')
+    markers = ('o', 's', '^', 'D', 'v', 'x')
+    for index, (label, summaries) in enumerate(runs.items()):
         curves = [read_curve(s, metric) for s in summaries]
         length = min(len(epochs) for epochs, _ in curves)
-        epochs = np.asarray(curves[0][0][:length]) + 1  # epoch 1 is the first trained epoch
+        epochs = np.asarray(curves[0][0][:length])  # as numbered in summary.csv and the training log
         values = np.asarray([v[:length] for _, v in curves])
-        line, = axes.plot(epochs, values.mean(axis=0), label=f'{label} (n={len(curves)})' if len(curves) > 1 else label)
+        line, = axes.plot(
+            epochs, values.mean(axis=0), label=f'{label} (n={len(curves)})' if len(curves) > 1 else label,
+            linestyle=styles[index % len(styles)], marker=markers[index % len(markers)], markersize=4,
+            linewidth=max(2.5 - 0.5 * index, 1.0), markevery=max(length // 10, 1), zorder=2 + index)
         if len(curves) > 1:
-            axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-    axes.set_xlabel('epoch')
+            axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+    axes.set_xlabel('epoch (as in summary.csv)')
     axes.set_ylabel(metric.replace('_', ' '))
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0., fontsize=8)  # beside the data
     figure.tight_layout()
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
