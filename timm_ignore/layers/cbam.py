@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import small_graph_grads, use_fused_backward
+from .fused_backward import autocast_off, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import PAPER_RD_RATIO, reduced_channels
 
@@ -96,11 +96,11 @@ class IgnoreCbam(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting() and use_fused_backward(self.fused_backward):
             return self._forward_fused(x)
-        x = x * self.channel_mask(x.mean((2, 3)), x.amax((2, 3)))[:, :, None, None]
-        spatial_mask = self.spatial_mask(x.mean(1, keepdim=True), x.amax(1, keepdim=True))
-        if torch.is_grad_enabled():
-            return x * spatial_mask
-        return x.mul_(spatial_mask)  # inference: the channel-attended map is ours and unused after this
+        if not torch.is_grad_enabled():  # inference: the channel-attended map is ours to update in place
+            x = x * self.channel_mask(x.mean((2, 3)), x.amax((2, 3)))[:, :, None, None]
+            return x.mul_(self.spatial_mask(x.mean(1, keepdim=True), x.amax(1, keepdim=True)))
+        x = x * self.channel_mask(x.mean((2, 3)), _max_over_positions(x))[:, :, None, None]
+        return x * self.spatial_mask(x.mean(1, keepdim=True), _max_over_channels(x))
 
     @torch.jit.unused
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +137,7 @@ class _CbamFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @autocast_off
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         x, channel_argmax, spatial_argmax, *params = ctx.saved_tensors
         channel_stats, channel_mask, spatial_stats, spatial_mask = ctx.small_graphs
@@ -172,6 +173,25 @@ class _CbamFunction(torch.autograd.Function):
 
         grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
         return grad_x, None, *grad_params
+
+
+def _compiling() -> bool:
+    return not torch.jit.is_scripting() and torch.compiler.is_compiling()
+
+
+# Under torch.compile the maxima of the autograd formulation are taken with their indices, so their backward routes
+# the gradient by index. amax's backward instead compares the input with the recomputed maximum, and inductor (torch
+# 2.14, CPU, bfloat16 autocast) computes the two in different precisions, divides by a zero count of matches and
+# gives NaN gradients (timm's CbamModule as well). Eager keeps amax: exact there, and it splits a tied maximum's
+# gradient evenly.
+def _max_over_positions(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, C)``."""
+    return x.flatten(2).max(2).values if _compiling() else x.amax((2, 3))
+
+
+def _max_over_channels(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, 1, H, W)``."""
+    return x.max(1, keepdim=True).values if _compiling() else x.amax(1, keepdim=True)
 
 
 def _add_optional(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

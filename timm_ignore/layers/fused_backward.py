@@ -14,11 +14,12 @@ both give the same outputs and gradients (tested), except that a tie between max
 the tied elements rather than splitting it. The fused backward is once-differentiable; set the block's
 ``fused_backward`` attribute to False for double backward.
 """
-from typing import Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ['use_fused_backward', 'small_graph_grads']
+__all__ = ['use_fused_backward', 'small_graph_grads', 'autocast_off']
 
 
 def use_fused_backward(enabled: bool) -> bool:
@@ -47,3 +48,13 @@ def small_graph_grads(
     grads = torch.autograd.grad(output, [*inputs, *trainable], grad_output, allow_unused=True)
     input_grads, trainable_grads = list(grads[:len(inputs)]), iter(grads[len(inputs):])
     return input_grads, [next(trainable_grads) if p.requires_grad else None for p in params]
+
+
+def autocast_off(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a Function's backward to run with autocast off: it chooses its dtypes itself, and a backward called
+    inside an autocast region (``loss.backward()`` in the ``with`` block) would otherwise mix them."""
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, grad_output: torch.Tensor) -> Any:
+        with torch.autocast(grad_output.device.type, enabled=False):
+            return backward(ctx, grad_output)
+    return wrapper

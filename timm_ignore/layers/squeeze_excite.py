@@ -6,7 +6,7 @@ from timm.layers import register_notrace_module
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import small_graph_grads, use_fused_backward
+from .fused_backward import autocast_off, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import PAPER_RD_RATIO, reduced_channels
 
@@ -101,6 +101,7 @@ class _SqueezeExciteFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @autocast_off
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         x, *params = ctx.saved_tensors
         squeezed, mask = ctx.small_graph
