@@ -1,4 +1,5 @@
 """Small ImageFolder slices of the real CIFAR-10 (JPEG copy in ``../shared/data/cifar10-jpeg``) for engine tests."""
+import json
 import pathlib
 
 import numpy as np
@@ -9,7 +10,7 @@ def write_cifar10_slice(shared_data: pathlib.Path, root: pathlib.Path, num_train
     """Write ``root/{train,validation,test}/CLASS/INDEX.jpg`` from the first images of the paper's three splits.
 
     The JPEG files are the stored bytes, unchanged: train takes official training images 0.., validation 40000..,
-    test the official test images 0...
+    test the official test images 0... A ``cifar_split.json`` says so, as ``make_imagefolder.py`` writes one.
     """
     with np.load(shared_data / 'cifar10-jpeg' / 'cifar10_jpeg.npz') as z:
         classes = z['classes'].tolist()
@@ -24,4 +25,7 @@ def write_cifar10_slice(shared_data: pathlib.Path, root: pathlib.Path, num_train
             for i in indices:
                 path = root / split / classes[labels[i]] / f'{i}.jpg'
                 path.write_bytes(jpeg[offsets[i]:offsets[i + 1]].tobytes())
+    marker = {'dataset': 'cifar10', 'source': 'cifar10-jpeg (JPEG copy, official order), first images of each split',
+              'num_train': num_train, 'num_validation': num_val, 'num_test': num_test}
+    (root / 'cifar_split.json').write_text(json.dumps(marker))
     return root

@@ -78,6 +78,7 @@ def test_run_folder_has_train_py_layout_and_a_record(reference, data_dir):
     assert record['val_top1_err'] == pytest.approx(100 - float(rows[best]['eval_top1']), abs=1e-3)
     assert 0 <= record['test_top1_err'] <= 100 and record['images'] == {'train': 256, 'validation': 128, 'test': 128}
     assert record['recipe'] == 'small.yaml' and record['train_images_per_s'] > 0 and record['wall_time_s'] > 0
+    assert 'JPEG copy' in record['dataset']['source']  # the data folder's cifar_split.json
     for key in ('device', 'code_version', 'torch', 'timm', 'recipe_fingerprint'):
         assert record[key]
     args = yaml.safe_load((run_dir / 'args.yaml').read_text())

@@ -6,10 +6,11 @@ exactly as timm's ImageFolder reader lists them (same class order), so a model t
 tools on the same labels. CIFAR-10 needs 180 MB as uint8; held on the GPU, a training step reads its batch without
 the CPU or a data loader.
 """
+import json
 import os
 import pathlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -48,6 +49,8 @@ class ImageData:
         classes: Class names in label order.
         mean_image: float32 ``(C, H, W)`` mean of the training images in [0, 1] units (exact sums).
         source: The folder the data came from.
+        description: What the folder's ``cifar_split.json`` (written by ``prepare-cifar`` and ``make_imagefolder.py``)
+            says the data is, e.g. its source and split sizes; empty without one.
     """
     train: SplitTensors
     validation: SplitTensors
@@ -55,6 +58,7 @@ class ImageData:
     classes: tuple[str, ...]
     mean_image: torch.Tensor
     source: str
+    description: dict = field(default_factory=dict)
 
     def to(self, device: torch.device) -> 'ImageData':
         """The same data on ``device`` (the images stay uint8)."""
@@ -147,4 +151,13 @@ def load_image_folder(root: Union[str, os.PathLike]) -> ImageData:
     pixel_sums = train.images.sum(0, dtype=torch.int64)  # exact
     mean_image = (pixel_sums.double() / (255.0 * len(train))).permute(2, 0, 1).float().contiguous()
     test = loaded['test'][0] if 'test' in loaded else None
-    return ImageData(train, loaded['validation'][0], test, classes, mean_image, str(root.resolve()))
+    return ImageData(train, loaded['validation'][0], test, classes, mean_image, str(root.resolve()), _description(root))
+
+
+def _description(root: pathlib.Path) -> dict:
+    from ..data.cifar import MARKER
+    try:
+        description = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return description if isinstance(description, dict) else {}

@@ -328,7 +328,8 @@ def _finish(
         train_images_per_s=round(state['train_images'] / max(state['train_time_s'], 1e-9), 1),
         device=device_name(device), amp=recipe.amp and recipe.amp_dtype, channels_last=recipe.channels_last,
         torchcompile=recipe.torchcompile, torch=torch.__version__, timm=timm.__version__, code_version=code_version(),
-        data_dir=data.source, images=dict(train=len(data.train), validation=len(data.validation),
-                                          test=None if data.test is None else len(data.test)),
+        data_dir=data.source, dataset=data.description,
+        images=dict(train=len(data.train), validation=len(data.validation),
+                    test=None if data.test is None else len(data.test)),
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     )
