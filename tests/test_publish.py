@@ -160,6 +160,9 @@ def test_push_refuses_without_a_token(published, tmp_path, monkeypatch):
     plan = push.plan_push(published['folder'], 'org/name')
     with pytest.raises(PermissionError, match='No Hugging Face token'):
         push.push_folder(plan)
+    assert main(['publish', str(published['run']), '--out', str(tmp_path / 'never'), '--data',
+                 str(published['root'] / 'data'), '--repo-id', 'org/name', '--push']) == 2
+    assert not (tmp_path / 'never').exists()  # refused before the evaluation
 
 
 def test_push_plan_refuses_an_incomplete_folder(published, tmp_path):

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -20,7 +19,8 @@ from _weights_fixtures import MODEL, add_to_hub_cache, trained_model, write_run,
 from conftest import REPO_ROOT
 
 README = (REPO_ROOT / 'README.md').read_text()
-RECIPE_COMMAND = 'python train.py -c train_scripts/cifar100.yaml --data-dir data/cifar100 --model densenet_cbam_ign1_a08'
+RECIPE_COMMAND = ('python train.py -c train_scripts/cifar100.yaml --data-dir data/cifar100 '
+                  '--model densenet_cbam_ign1_a08')
 TWIN_COMMAND = 'python train.py /data/imagenet --model seresnet50_ign3 --pretrained --device-modules timm_ignore'
 FINE_TUNE_COMMAND = ('python train.py /data/pets --model cifar_resnet50_se_ign3 --num-classes 37 --pretrained '
                      '--pretrained-path hub/se_ign3/model.safetensors --device-modules timm_ignore')

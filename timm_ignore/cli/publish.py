@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..hub.publish import publish_folder, read_run_record
-    from ..hub.push import plan_push, push_folder
+    from ..hub.push import plan_push, push_folder, require_token
     from .options import resolve_device
 
+    if args.push and not args.dry_run:
+        require_token()  # before the evaluation, not after it
     folder = publish_folder(
         args.checkpoint, args.out, data_root=args.data, repo_id=args.repo_id, paper_tables=args.paper_tables,
         model_name=args.model, split=args.split, which=args.which, ema=args.ema, model_kwargs=args.model_kwargs,

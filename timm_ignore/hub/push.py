@@ -13,7 +13,7 @@ from huggingface_hub.errors import RevisionNotFoundError
 
 from ..models._weights import SAFETENSORS_FILE
 
-__all__ = ['PushPlan', 'plan_push', 'push_folder']
+__all__ = ['PushPlan', 'plan_push', 'push_folder', 'require_token']
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,19 @@ def plan_push(folder: Union[str, Path], repo_id: str, revision: Optional[str] = 
     return PushPlan(folder=folder, repo_id=repo_id, revision=revision, files=files)
 
 
+def require_token() -> str:
+    """The Hugging Face token of the environment or the login store, checked before any work.
+
+    Raises:
+        PermissionError: There is none.
+    """
+    token = get_token()
+    if not token:
+        raise PermissionError('No Hugging Face token for --push: set HF_TOKEN or run `hf auth login`; nothing was '
+                              'uploaded.')
+    return token
+
+
 def push_folder(plan: PushPlan, private: bool = False, overwrite: bool = False) -> str:
     """Create the repository if needed and upload the folder in one commit.
 
@@ -49,10 +62,7 @@ def push_folder(plan: PushPlan, private: bool = False, overwrite: bool = False) 
         PermissionError: No token in the environment or the login store.
         FileExistsError: The revision already holds ``model.safetensors`` and ``overwrite`` is not set.
     """
-    token = get_token()
-    if not token:
-        raise PermissionError('No Hugging Face token: set HF_TOKEN or run `hf auth login`; nothing was uploaded.')
-    api = HfApi(token=token)
+    api = HfApi(token=require_token())
     api.create_repo(plan.repo_id, private=private, exist_ok=True)
     try:
         existing = api.list_repo_files(plan.repo_id, revision=plan.revision)
