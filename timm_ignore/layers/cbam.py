@@ -113,7 +113,9 @@ class _CbamFunction(torch.autograd.Function):
     The maxima are taken with their indices, so their gradients are scattered into the fused ``addcmul`` results
     rather than spread by full-size equality masks. With ``P = grad_y * x``, both gate gradients are matrix-vector
     products: ``grad_spatial_mask = channel_mask . P`` over channels and ``P . spatial_mask`` (plus the terms of the
-    spatial statistics) over positions, so the channel-attended map ``x1`` is neither saved nor rebuilt.
+    spatial statistics) over positions, so the channel-attended map ``x1`` is neither saved nor rebuilt. Scatters
+    and gathers run along the map's memory layout (contiguous or channels_last), where they need no copy of the map;
+    the per-channel and per-position vectors they feed are summed in float32 whatever the map's dtype.
     """
 
     @staticmethod
@@ -132,7 +134,8 @@ class _CbamFunction(torch.autograd.Function):
                 spatial_max.view(n, 1, h, w).detach().requires_grad_()]
             spatial_mask = block.spatial_mask(*spatial_stats)
         ctx.small_graphs = (channel_stats, channel_mask, spatial_stats, spatial_mask)
-        ctx.save_for_backward(x, channel_argmax, spatial_argmax.view(n, 1, h * w), *params)
+        # the position of each channel's maximum (N, C) and the channel of each position's maximum (N, HW)
+        ctx.save_for_backward(x, channel_argmax.view(n, c), spatial_argmax.view(n, h * w), *params)
         return x1.mul_(spatial_mask.detach())
 
     @staticmethod
@@ -144,6 +147,7 @@ class _CbamFunction(torch.autograd.Function):
         del ctx.small_graphs
         n, c, h, w = x.shape
         dtype = grad_y.dtype
+        acc = torch.promote_types(dtype, torch.float32)  # the small vectors' dtype
         gate_c = channel_mask.detach().to(dtype)
         gate_s = spatial_mask.detach().to(dtype)
         x_flat = x.reshape(n, c, h * w)
@@ -153,26 +157,61 @@ class _CbamFunction(torch.autograd.Function):
         grad_spatial_mask = torch.bmm(gate_c[:, None, :], grad_x_times_x).view(n, 1, h, w)
         (grad_s_avg, grad_s_max), grad_spatial_params = small_graph_grads(
             spatial_mask, grad_spatial_mask.to(spatial_mask.dtype), spatial_stats, params)
-        grad_s_avg, grad_s_max = (grad_s_avg / c).to(dtype), grad_s_max.to(dtype)
+        grad_s_avg, grad_s_max = (grad_s_avg.to(acc) / c).reshape(n, h * w), grad_s_max.to(acc).reshape(n, h * w)
 
         # channel gate: sum over positions of grad_x1 * x, grad_x1 = grad_y * spatial_mask + spatial-statistics terms
-        grad_channel_mask = torch.bmm(grad_x_times_x, gate_s.reshape(n, h * w, 1))
-        grad_channel_mask += torch.bmm(x_flat, grad_s_avg.reshape(n, h * w, 1))
+        grad_channel_mask = torch.bmm(grad_x_times_x, gate_s.reshape(n, h * w, 1))[:, :, 0].to(acc)
         del grad_x_times_x
-        x_at_max = x_flat.gather(1, spatial_argmax) * grad_s_max.reshape(n, 1, h * w)
-        grad_channel_mask = grad_channel_mask[:, :, 0].scatter_add(1, spatial_argmax[:, 0], x_at_max[:, 0])
+        grad_channel_mask += torch.bmm(x_flat, grad_s_avg.to(dtype)[:, :, None])[:, :, 0].to(acc)
+        x_at_max = _gather_channels(x, spatial_argmax).to(acc) * grad_s_max
+        grad_channel_mask.scatter_add_(1, spatial_argmax, x_at_max)
         (grad_c_avg, grad_c_max), grad_channel_params = small_graph_grads(
             channel_mask, grad_channel_mask.to(channel_mask.dtype), channel_stats, params)
 
         # grad_x = grad_x1 * channel_mask + channel-statistics terms, built in one buffer (in place: addcmul with two
         # per-channel operands is slower than mul_ + add_ on CPU)
-        grad_x = torch.addcmul(grad_s_avg, grad_y, gate_s)
-        grad_x.view(n, c, h * w).scatter_add_(1, spatial_argmax, grad_s_max.reshape(n, 1, h * w))
-        grad_x.mul_(gate_c[:, :, None, None]).add_((grad_c_avg / (h * w)).to(dtype)[:, :, None, None])
-        grad_x.view(n, c, h * w).scatter_add_(2, channel_argmax, grad_c_max.to(dtype)[:, :, None])
+        grad_x = torch.addcmul(grad_s_avg.to(dtype).view(n, 1, h, w), grad_y, gate_s)
+        grad_x = _scatter_add_channels_(grad_x, spatial_argmax, grad_s_max.to(dtype))
+        grad_x.mul_(gate_c[:, :, None, None]).add_((grad_c_avg.to(acc) / (h * w)).to(dtype)[:, :, None, None])
+        grad_x = _scatter_add_positions_(grad_x, channel_argmax, grad_c_max.to(dtype))
 
         grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
         return grad_x, None, *grad_params
+
+
+def _channels_inner(t: torch.Tensor) -> bool:
+    """Whether ``t`` is laid out channels_last (and not also contiguous, as maps of one pixel or channel are)."""
+    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _gather_channels(x: torch.Tensor, channel_index: torch.Tensor) -> torch.Tensor:
+    """``x[n, channel_index[n, p], p]`` for every position ``p``: ``(N, C, H, W), (N, HW) -> (N, HW)``."""
+    n, c, h, w = x.shape
+    if _channels_inner(x):
+        return x.permute(0, 2, 3, 1).reshape(n, h * w, c).gather(2, channel_index[:, :, None])[:, :, 0]
+    return x.reshape(n, c, h * w).gather(1, channel_index[:, None, :])[:, 0, :]
+
+
+def _scatter_add_channels_(t: torch.Tensor, channel_index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``t[n, channel_index[n, p], p] += values[n, p]`` in place (``t`` made dense first if it is neither layout)."""
+    n, c, h, w = t.shape
+    if _channels_inner(t):
+        t.permute(0, 2, 3, 1).view(n, h * w, c).scatter_add_(2, channel_index[:, :, None], values[:, :, None])
+        return t
+    t = t.contiguous()
+    t.view(n, c, h * w).scatter_add_(1, channel_index[:, None, :], values[:, None, :])
+    return t
+
+
+def _scatter_add_positions_(t: torch.Tensor, position_index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``t[n, c, position_index[n, c]] += values[n, c]`` in place (``t`` made dense first if it is neither layout)."""
+    n, c, h, w = t.shape
+    if _channels_inner(t):
+        t.permute(0, 2, 3, 1).view(n, h * w, c).scatter_add_(1, position_index[:, None, :], values[:, None, :])
+        return t
+    t = t.contiguous()
+    t.view(n, c, h * w).scatter_add_(2, position_index[:, :, None], values[:, :, None])
+    return t
 
 
 def _compiling() -> bool:
