@@ -13,6 +13,9 @@ Examples::
     python benchmarks/attention_throughput.py --family cifar_resnet50 --batch-size 64
     python benchmarks/attention_throughput.py --device cuda --amp --channels-last --batch-size 256 --img-size 224
     python benchmarks/attention_throughput.py --compile --models resnet50,resnet50_se,timm_se
+    python benchmarks/attention_throughput.py --models resnet50_cbam,resnet50_cbam+autograd   # fused vs autograd
+
+A ``+autograd`` suffix builds the model with its blocks' fused backward off (``fused_backward = False``).
 """
 import argparse
 import datetime
@@ -50,7 +53,12 @@ TIMM_REFERENCES: dict[str, Callable[..., nn.Module]] = {
 def create(name: str, num_classes: int) -> nn.Module:
     if name in TIMM_REFERENCES:
         return timm.create_model('resnet50', block_args=dict(attn_layer=TIMM_REFERENCES[name]), num_classes=num_classes)
-    return timm.create_model(name, num_classes=num_classes)
+    base, autograd = name.removesuffix('+autograd'), name.endswith('+autograd')
+    model = timm.create_model(base, num_classes=num_classes)
+    for module in model.modules():
+        if autograd and hasattr(module, 'fused_backward'):
+            module.fused_backward = False
+    return model
 
 
 def default_models(family: str) -> list[str]:
@@ -120,6 +128,8 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     for ours, ref in (('resnet50_se', 'timm_se'), ('resnet50_cbam', 'timm_cbam')):
         if ours in names and ref in names:
             out.append((ours, ref))
+    out += [(name, name.removesuffix('+autograd')) for name in names
+            if name.endswith('+autograd') and name.removesuffix('+autograd') in names]
     return out
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import autocast_off, small_graph_grads, use_fused_backward
+from .fused_backward import autocast_off, scale_and_shift, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import PAPER_RD_RATIO, reduced_channels
 
@@ -168,11 +168,11 @@ class _CbamFunction(torch.autograd.Function):
         (grad_c_avg, grad_c_max), grad_channel_params = small_graph_grads(
             channel_mask, grad_channel_mask.to(channel_mask.dtype), channel_stats, params)
 
-        # grad_x = grad_x1 * channel_mask + channel-statistics terms, built in one buffer (in place: addcmul with two
-        # per-channel operands is slower than mul_ + add_ on CPU)
+        # grad_x = grad_x1 * channel_mask + channel-statistics terms
         grad_x = torch.addcmul(grad_s_avg.to(dtype).view(n, 1, h, w), grad_y, gate_s)
         grad_x = _scatter_add_channels_(grad_x, spatial_argmax, grad_s_max.to(dtype))
-        grad_x.mul_(gate_c[:, :, None, None]).add_((grad_c_avg.to(acc) / (h * w)).to(dtype)[:, :, None, None])
+        grad_from_avg = (grad_c_avg.to(acc) / (h * w)).to(dtype)[:, :, None, None]
+        grad_x = scale_and_shift(grad_x, gate_c[:, :, None, None], grad_from_avg, inplace=True)
         grad_x = _scatter_add_positions_(grad_x, channel_argmax, grad_c_max.to(dtype))
 
         grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]

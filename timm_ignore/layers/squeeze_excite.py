@@ -6,7 +6,7 @@ from timm.layers import register_notrace_module
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import autocast_off, small_graph_grads, use_fused_backward
+from .fused_backward import autocast_off, scale_and_shift, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import PAPER_RD_RATIO, reduced_channels
 
@@ -109,6 +109,5 @@ class _SqueezeExciteFunction(torch.autograd.Function):
         grad_mask = (grad_y * x).sum((2, 3)).to(mask.dtype)
         (grad_squeezed,), grad_params = small_graph_grads(mask, grad_mask, [squeezed], params)
         grad_from_squeeze = (grad_squeezed / (x.shape[2] * x.shape[3])).to(grad_y.dtype)[:, :, None, None]
-        # mul + in-place add_: addcmul with two per-channel operands is slower on CPU
-        grad_x = torch.mul(grad_y, mask.detach().to(grad_y.dtype)[:, :, None, None]).add_(grad_from_squeeze)
+        grad_x = scale_and_shift(grad_y, mask.detach().to(grad_y.dtype)[:, :, None, None], grad_from_squeeze)
         return grad_x, None, *grad_params
