@@ -162,3 +162,25 @@ def test_folders_the_tools_create_have_normal_permissions(setup, tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / 'pub').stat().st_mode & 0o777 == 0o755
+
+
+def test_shared_options_are_parsed_alike_in_every_command():
+    """--model-kwargs as timm's train.py parses it (timm.utils.ParseKwargs), --device and --num-classes everywhere."""
+    import argparse
+    import importlib
+
+    from timm.utils import ParseKwargs
+
+    from timm_ignore.cli import SUBCOMMANDS
+    items = ['depth=8', 'alpha=0.5', 'gate=ign1', 'flag=True']
+    reference = argparse.ArgumentParser()
+    reference.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs)
+    expected = reference.parse_args(['--model-kwargs', *items]).model_kwargs
+    assert expected == {'depth': 8, 'alpha': 0.5, 'gate': 'ign1', 'flag': True}
+    commands = {'train': [], 'compare': [], 'validate': ['data', '--pretrained'], 'publish': ['run', '--out', 'o',
+                '--data', 'd', '--repo-id', 'a/b'], 'grad-cam': ['image.png', '--models', 'm']}
+    for command, required in commands.items():
+        parser = argparse.ArgumentParser()
+        importlib.import_module(SUBCOMMANDS[command][0]).add_arguments(parser)
+        args = parser.parse_args([*required, '--num-classes', '7', '--model-kwargs', *items])
+        assert args.model_kwargs == expected and args.num_classes == 7 and args.device is None, command

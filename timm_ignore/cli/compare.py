@@ -7,7 +7,7 @@ import argparse
 import pathlib
 from datetime import datetime
 
-from .options import KeyValueKwargs, add_device_option, recipe_settings
+from .options import add_device_option, add_model_options, recipe_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--output', help='folder for the runs, results and plot (default output/compare/DATE-TIME)')
     parser.add_argument('--epochs', type=int, help='override the recipe epochs')
     add_device_option(parser)
-    parser.add_argument('--model-kwargs', nargs='*', default={}, action=KeyValueKwargs, metavar='KEY=VALUE',
-                        help="extra model arguments as timm's train.py takes them, e.g. depth=8")
+    add_model_options(parser, name=False)
     recipe_settings(parser)
     parser.add_argument('--paper-tables', metavar='CSV',
                         help="the paper's tables for the paper column (default: the copy shipped in the package)")
@@ -75,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     overrides.update(dict(args.settings))
     if args.model_kwargs:
         overrides['model_kwargs'] = dict(args.model_kwargs)
-    overrides.update({k: v for k, v in (('epochs', args.epochs), ('device', args.device)) if v is not None})
+    flags = (('epochs', args.epochs), ('device', args.device), ('num_classes', args.num_classes))
+    overrides.update({k: v for k, v in flags if v is not None})
     # every input is checked before the first epoch: paper tables, recipe, models and their args, data, run folders
     paper_tables = read_paper_tables(args.paper_tables)
     num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes

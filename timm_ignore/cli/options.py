@@ -30,10 +30,17 @@ class KeyValueKwargs(ParseKwargs):
         super().__call__(parser, namespace, values, option_string)
 
 
-def add_model_options(parser: argparse.ArgumentParser, required: bool = False, help: Optional[str] = None) -> None:
-    """``--model``, ``--model-kwargs`` and ``--num-classes``."""
-    parser.add_argument('--model', required=required, metavar='NAME',
-                        help=help or 'NAME[.TAG] (`timm-ignore models` lists them)')
+def add_model_options(
+        parser: argparse.ArgumentParser,
+        required: bool = False,
+        help: Optional[str] = None,
+        name: bool = True,
+) -> None:
+    """``--model`` (unless ``name`` is False: the command names its models otherwise), ``--model-kwargs`` and
+    ``--num-classes``."""
+    if name:
+        parser.add_argument('--model', required=required, metavar='NAME',
+                            help=help or 'NAME[.TAG] (`timm-ignore models` lists them)')
     parser.add_argument('--model-kwargs', nargs='*', default={}, action=KeyValueKwargs, metavar='KEY=VALUE',
                         help='extra model arguments as timm\'s train.py takes them, e.g. depth=8 alpha=0.5')
     parser.add_argument('--num-classes', type=int, metavar='N', help='class count, if not the tag\'s or the run\'s')
