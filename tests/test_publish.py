@@ -187,7 +187,14 @@ def test_card_states_the_run_record(published, tmp_path):
     run = shutil.copytree(published['run'], tmp_path / 'run')
     (run / 'run.json').write_text(json.dumps({
         'model': MODEL, 'seed': 3, 'epochs': 200, 'best_epoch': 1, 'val_top1_err': 6.5, 'wall_time_s': 5400.0,
-        'device': 'NVIDIA H100 80GB HBM3', 'code_version': 'timm-ignore 0.1.0, git abc', 'train_images_per_s': 1e4}))
+        'device': 'NVIDIA H100 80GB HBM3', 'code_version': 'timm-ignore 0.1.0, git abc', 'train_images_per_s': 1e4,
+        'dataset': {'dataset': 'cifar10', 'source': 'cifar10-jpeg (JPEG copy)', 'md5': {'a': 'b'},
+                    'counts': {'train': 40000, 'validation': 10000, 'test': 10000}}}))
+    engine_only = tmp_path / 'engine-only'
+    assert main(['publish', str(run), '--out', str(engine_only), '--data', str(published['root'] / 'data'),
+                 '--repo-id', 'org/name']) == 0
+    assert ('Data: cifar10-jpeg (JPEG copy) (train 40000, validation 10000, test 10000)'
+            in ModelCard.load(engine_only / 'README.md').text)
     record = tmp_path / 'record.yaml'
     record.write_text('dataset: "CIFAR-10 (JPEG copy): the official images stored as JPEG, quality 95"\n'
                       'recipe: "the authors\' CIFAR recipe (train_scripts/cifar10.yaml)"\n')

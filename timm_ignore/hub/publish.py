@@ -49,10 +49,21 @@ RECORD_ALIASES = {'device': 'hardware'}
 RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('checkpoint', 'ema', 'args'))
 
 
+def _dataset_line(description: Mapping[str, Any]) -> str:
+    """One line from a data folder's description (its ``cifar_split.json``, as the engine records it)."""
+    counts = description.get('counts') or {}
+    sizes = ', '.join(f'{split} {count}' for split, count in counts.items())
+    what = description.get('source') or description.get('dataset') or 'data'
+    return f'{what} ({sizes})' if sizes else str(what)
+
+
 def _record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """The card fields of a run record (the engine's ``run.json`` holds more facts than a card states)."""
     renamed = {RECORD_ALIASES.get(k, k): v for k, v in record.items()}
-    return {k: v for k, v in renamed.items() if k in RECORD_FIELDS and v is not None}
+    fields_ = {k: v for k, v in renamed.items() if k in RECORD_FIELDS and v is not None}
+    if isinstance(fields_.get('dataset'), Mapping):
+        fields_['dataset'] = _dataset_line(fields_['dataset'])
+    return fields_
 
 
 def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[str, Any]] = None) -> TrainingRecord:
