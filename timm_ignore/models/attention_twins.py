@@ -11,7 +11,6 @@ pretrained cfg); they are mapped on load. A checkpoint of a fine-tuned twin is l
 ``checkpoint_path``/``--initial-checkpoint`` or ``--resume``, which load into the built twin without mapping.
 """
 import sys
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -47,19 +46,19 @@ def _entrypoint(twin: str, source: str) -> Callable[..., nn.Module]:
 
 
 def register_twins() -> None:
-    """Register every twin of :data:`~timm_ignore.models.zoo.TWINS` with the timm model's pretrained cfgs."""
+    """Register every twin of :data:`~timm_ignore.models.zoo.TWINS` with the timm model's pretrained cfgs.
+
+    The cfgs go to timm's ``generate_default_cfgs`` in the order timm lists them for the source model, default first:
+    that order already puts any tag with weights before those without, so it is rebuilt unchanged.
+    """
     mod = sys.modules[__name__]
-    cfgs, tags = {}, {}
+    cfgs = {}
     for twin, source in TWINS.items():
-        source_cfgs = get_arch_pretrained_cfgs(source)
-        tags[twin] = [name.partition('.')[2] for name in source_cfgs]
-        cfgs.update({f'{twin}.{tag}': cfg for tag, cfg in zip(tags[twin], source_cfgs.values())})
+        cfgs.update({f'{twin}.{name.partition(".")[2]}': cfg for name, cfg in get_arch_pretrained_cfgs(source).items()})
     mod.default_cfgs = generate_default_cfgs(cfgs)
     for twin, source in TWINS.items():
-        mod.default_cfgs[twin].tags = deque(tags[twin])  # the timm model's default tag stays the default
         fn = _entrypoint(twin, source)
         setattr(mod, twin, fn)
         register_model(fn)
-
 
 register_twins()

@@ -21,7 +21,6 @@ from torch.nn import functional as F
 
 from ..layers.fused_backward import use_fused_backward
 from ._factory import pop_attention_layer, register_family
-from ._fused_dense_block import DenseBlockFunction, dense_block_params
 from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions
 from .zoo import ModelSpec
 
@@ -142,6 +141,7 @@ class DenseStage(nn.Module):
 
     @torch.jit.unused
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        from ._fused_dense_block import DenseBlockFunction, dense_block_params  # training only: import stays light
         return DenseBlockFunction.apply(x, list(self.layers), self.growth_rate, *dense_block_params(self.layers))
 
 
