@@ -196,3 +196,11 @@ def test_timm_train_py_fine_tunes_a_pretrained_twin(hub_cache, tmp_path):
     assert checkpoint['arch'] == 'seresnet50_ign3'
     model = timm.create_model('seresnet50_ign3', num_classes=2)
     model.load_state_dict(checkpoint['state_dict'])  # the fine-tuned twin loads as itself, without mapping
+
+
+def test_models_command_lists_the_twins(capsys):
+    from timm_ignore.cli import main
+    from timm_ignore.models.zoo import TWINS
+    assert main(['models', 'seresnet*']) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [t for t in TWINS if t.startswith('seresnet')]

@@ -3,7 +3,7 @@ import argparse
 import fnmatch
 import pathlib
 
-from ..models.zoo import MODELS
+from ..models.zoo import MODELS, TWINS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,9 @@ def run(args: argparse.Namespace) -> int:
         for name, spec in MODELS.items():
             if fnmatch.fnmatch(name, args.pattern):
                 print(f'{name:32s} {", ".join(spec.family.datasets)}')
+        for twin, source in TWINS.items():
+            if fnmatch.fnmatch(twin, args.pattern):
+                print(f"{twin:32s} ign3 twin of timm's {source} (its tags, weights mapped exactly)")
         return 0
     from ..models.summary import markdown_table, model_rows, replace_marked_section
     table = markdown_table([r for r in model_rows() if fnmatch.fnmatch(r.name, args.pattern)])
