@@ -193,8 +193,10 @@ def test_card_states_the_run_record(published, tmp_path):
     engine_only = tmp_path / 'engine-only'
     assert main(['publish', str(run), '--out', str(engine_only), '--data', str(published['root'] / 'data'),
                  '--repo-id', 'org/name']) == 0
-    assert ('Data: cifar10-jpeg (JPEG copy) (train 40000, validation 10000, test 10000)'
-            in ModelCard.load(engine_only / 'README.md').text)
+    engine_card = ModelCard.load(engine_only / 'README.md').text
+    assert 'Data: CIFAR-10 (JPEG copy): the 60 000 CIFAR-10 images from a public copy stored as JPEG' in engine_card
+    assert 'mean absolute difference 5.8/255' in engine_card  # the zoo's table, not the run's own words
+    assert '(train 40000, validation 10000, test 10000)' in engine_card
     record = tmp_path / 'record.yaml'
     record.write_text('dataset: "CIFAR-10 (JPEG copy): the official images stored as JPEG, quality 95"\n'
                       'recipe: "the authors\' CIFAR recipe (train_scripts/cifar10.yaml)"\n')

@@ -53,6 +53,7 @@ def evaluate(
         device: Union[str, torch.device] = 'cpu',
         amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
         loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+        on_logits: Optional[Callable[[torch.Tensor], None]] = None,
 ) -> Metrics:
     """Errors and mean loss of ``model`` (put in eval mode) over every batch of ``loader``.
 
@@ -62,6 +63,7 @@ def evaluate(
         device: Where to evaluate.
         amp_autocast: Context of the forward pass (e.g. ``torch.autocast``).
         loss_fn: Mean loss of a batch (default: cross-entropy), weighted by the batch size over the loader.
+        on_logits: Called with every batch's float32 logits, in loader order (e.g. to compare two models' outputs).
 
     Raises:
         ValueError: The loader yields no images.
@@ -73,6 +75,8 @@ def evaluate(
         with amp_autocast():
             logits = model(images)
         logits = logits.float()
+        if on_logits is not None:
+            on_logits(logits)
         loss_sum += (loss_fn or F.cross_entropy)(logits, targets).item() * targets.numel()
         hits = logits.topk(min(5, logits.shape[-1]), dim=1).indices.eq(targets[:, None])
         top1 += hits[:, 0].sum().item()
@@ -146,6 +150,7 @@ def evaluate_split(
         workers: int = 0,
         device: Union[str, torch.device] = 'cpu',
         data_config: Optional[dict[str, Any]] = None,
+        on_logits: Optional[Callable[[torch.Tensor], None]] = None,
 ) -> EvalResult:
     """Top-1/top-5 error and mean loss of ``model`` on every image of a split folder, with their provenance.
 
@@ -156,6 +161,7 @@ def evaluate_split(
         workers: Data loader worker processes.
         device: Device to evaluate on.
         data_config: Overrides of the resolved data config (``input_size``, ``mean``, ``std``, ``crop_pct``...).
+        on_logits: See :func:`evaluate`.
 
     Raises:
         ValueError: The split has another number of classes than the model, or other label names, or no images.
@@ -174,7 +180,7 @@ def evaluate_split(
         dataset, input_size=config['input_size'], batch_size=batch_size, is_training=False, use_prefetcher=False,
         interpolation=config['interpolation'], mean=config['mean'], std=config['std'], crop_pct=config['crop_pct'],
         crop_mode=config.get('crop_mode'), num_workers=workers, device=torch.device(device))
-    metrics = evaluate(model.to(device), loader, device)
+    metrics = evaluate(model.to(device), loader, device, on_logits=on_logits)
     return EvalResult(
         **asdict(metrics), split_dir=str(split_dir), split_sha256=split_checksum(split_dir),
         class_names=tuple(class_names), data_config=dict(config), hardware=hardware_description(device),

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, help="NAME.TAG to publish (default: the run's model, tag by its class count)")
     add_checkpoint_options(parser)
     parser.add_argument('--split', default='test', help='evaluation split folder (default: test)')
+    parser.add_argument('--dtype', choices=('float32', 'float16'), default='float32',
+                        help='storage dtype of model.safetensors; float16 halves the file and is checked against the '
+                             'float32 checkpoint on the split (refused if top-1 error moves by more than 0.05 points)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing folder / Hub weights')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
@@ -37,11 +40,15 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.out, data_root=args.data, repo_id=args.repo_id, paper_tables=args.paper_tables,
         model_name=args.model, split=args.split, which=args.which, ema=args.ema, model_kwargs=args.model_kwargs,
         num_classes=args.num_classes, run_record=read_run_record(args.run_record) if args.run_record else None,
-        overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
+        dtype=args.dtype, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
         device=resolve_device(args.device))
     r = folder.result
     print(f'{folder.model_name}: top-1 err {r.top1_err:.2f}%, top-5 err {r.top5_err:.2f}%, loss {r.loss:.4f} '
           f'on {r.num_images} images of {r.split_dir}')
+    if folder.storage is not None:
+        s = folder.storage
+        print(f'{s.dtype} copy: top-1 err {s.stored_top1_err:.2f}% vs {s.checkpoint_top1_err:.2f}% (float32 checkpoint), '
+              f'largest logit difference {s.max_abs_logit_diff:.3g}')
     print(f'wrote {folder.path}')
     if not args.push:
         return 0

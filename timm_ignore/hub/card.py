@@ -13,9 +13,10 @@ from huggingface_hub import EvalResult as HubEvalResult
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..evaluate import EvalResult
-from ..models.zoo import AUTHORS_CODE_URL, DATASETS, PAPER_ID, ModelSpec
+from ..models.zoo import AUTHORS_CODE_URL, DATASETS, PAPER_ID, DataCopySpec, ModelSpec
 from ..paper import PaperResult
 from ..version import PROJECT_URL
+from .storage import MAX_ERROR_CHANGE, StoredCopyCheck
 
 __all__ = ['CardInputs', 'TrainingRecord', 'build_card']
 
@@ -23,7 +24,7 @@ __all__ = ['CardInputs', 'TrainingRecord', 'build_card']
 RECIPE_ARGS = (
     'config', 'epochs', 'batch_size', 'opt', 'lr', 'lr_base', 'momentum', 'weight_decay', 'sched', 'decay_milestones',
     'decay_rate', 'warmup_epochs', 'smoothing', 'mixup', 'hflip', 'model_ema', 'model_ema_decay', 'amp',
-    'model_kwargs')
+    'model_kwargs', 'weight_decay_policy', 'input_norm', 'shift', 'amp_dtype', 'channels_last', 'trainer')
 #: Training args that say which data the run trained and selected on.
 DATA_ARGS = ('data_dir', 'dataset', 'train_split', 'val_split', 'num_classes')
 #: The card's data config keys (those a registry card may carry).
@@ -55,6 +56,8 @@ class TrainingRecord:
         epochs: Epochs trained.
         best_epoch: Epoch of the published checkpoint (train.py's 0-based numbering, as in summary.csv).
         val_top1_err: Validation top-1 error (%) of that epoch.
+        test_top1_err: Test top-1 error (%) of that epoch as the run measured it, with its own preprocessing (the
+            engine's ``run.json``).
         dataset: What the training data was, when it is not simply the tag's dataset (e.g. "CIFAR-10 (JPEG copy):
             ...").
         recipe: The recipe followed (e.g. "the authors' CIFAR recipe, train_scripts/cifar10.yaml").
@@ -69,6 +72,7 @@ class TrainingRecord:
     epochs: Optional[int] = None
     best_epoch: Optional[int] = None
     val_top1_err: Optional[float] = None
+    test_top1_err: Optional[float] = None
     dataset: Optional[str] = None
     recipe: Optional[str] = None
     hardware: Optional[str] = None
@@ -79,7 +83,11 @@ class TrainingRecord:
 
 @dataclass(frozen=True)
 class CardInputs:
-    """Everything a card states: the model, where it is published, how it was trained and what was measured."""
+    """Everything a card states: the model, where it is published, how it was trained and what was measured.
+
+    ``data_copy`` is the copy of the dataset the evaluated split belongs to (None: the official files), ``storage``
+    the check of a stored copy in another dtype than float32 (None: the checkpoint's float32 weights as they are).
+    """
     spec: ModelSpec
     tag: str
     repo_id: str
@@ -88,6 +96,8 @@ class CardInputs:
     paper: dict[str, PaperResult]
     training: TrainingRecord
     code_version: str
+    data_copy: Optional[DataCopySpec] = None
+    storage: Optional[StoredCopyCheck] = None
     license: str = 'apache-2.0'
 
 
@@ -95,7 +105,7 @@ def _card_data(c: CardInputs) -> ModelCardData:
     dataset = DATASETS[c.tag]
     split = Path(c.result.split_dir).name
     common = dict(task_type='image-classification', task_name='Image Classification', dataset_type=dataset.hub_id,
-                  dataset_name=dataset.display_name)
+                  dataset_name=c.data_copy.display_name if c.data_copy else dataset.display_name)
     results = [HubEvalResult(**common, dataset_split=split, metric_type=hub_type, metric_name=name,
                              metric_value=round(getattr(c.result, key), 4))
                for key, (hub_type, name) in _METRICS.items()]
@@ -124,10 +134,45 @@ def _shown(value: Any, fmt: str = '{}') -> str:
     return 'not recorded' if value is None else fmt.format(value)
 
 
+def _recipe(t: TrainingRecord) -> str:
+    """The recipe's name, and what it is when the args say (the engine's authors' recipe)."""
+    is_file_name = t.recipe is not None and t.recipe.endswith(('.yaml', '.yml')) and ' ' not in t.recipe
+    shown = f'`{t.recipe}`' if is_file_name else _shown(t.recipe)
+    if t.args.get('weight_decay_policy') == 'authors':
+        shown += (f" — the authors' recipe as [their code]({AUTHORS_CODE_URL}) runs it (per-tensor L2 weight decay, "
+                  f"inputs minus the per-pixel mean image, real-valued shifts), trained by timm-ignore's in-memory "
+                  f"engine (`timm-ignore train-queue`)")
+    return shown
+
+
+def _preprocessing_note(t: TrainingRecord) -> str:
+    if t.args.get('input_norm') != 'pixel_mean':
+        return ''
+    return ('\n\nThe run subtracted the per-pixel mean image of its training split from every input. timm\'s data '
+            'config has only a per-channel mean and std: this model\'s config uses the mean image\'s channel means and '
+            'std 1, so the test error measured above through timm\'s pipeline can differ slightly from the run\'s own '
+            f'({_shown(t.test_top1_err, "{:.2f}%")}).')
+
+
+def _storage(c: CardInputs) -> str:
+    s = c.storage
+    if s is None:
+        return 'The weights are stored in float32, as the checkpoint holds them.'
+    return (f'The weights are stored in {s.dtype} and loaded by timm into the float32 model. On the {s.num_images} '
+            f'images above, the stored copy has top-1 error {s.stored_top1_err:.2f}% and the float32 checkpoint '
+            f'{s.checkpoint_top1_err:.2f}% (publishing refuses a difference above {MAX_ERROR_CHANGE} points); the '
+            f'largest absolute difference between their logits is {s.max_abs_logit_diff:.3g}.')
+
+
 def build_card(c: CardInputs) -> ModelCard:
     """The card: huggingface_hub's metadata as front matter, and the Markdown body."""
     r, t, name = c.result, c.training, f'{c.spec.name}.{c.tag}'
     dataset = DATASETS[c.tag]
+    data_name = c.data_copy.display_name if c.data_copy else dataset.display_name
+    copy_note = ''
+    if c.data_copy:  # what the copy means, stated once: under Training when the run's data line says it already
+        said = c.data_copy.meaning in (t.dataset or '')
+        copy_note = ' What that copy is: see Training.' if said else f'\n\n**{data_name}**: {c.data_copy.meaning}'
     split = Path(r.split_dir).name
     results = '\n'.join(
         f'| {label} | {getattr(r, key):.2f} | {c.paper[key] if key in c.paper else "not reported"} |'
@@ -136,7 +181,7 @@ def build_card(c: CardInputs) -> ModelCard:
     body = f"""
 # {name}
 
-{c.spec.family.description}: {c.spec.attention_label}, trained on {dataset.display_name}. A model of *Learning to
+{c.spec.family.description}: {c.spec.attention_label}, trained on {data_name}. A model of *Learning to
 ignore: rethinking attention in CNNs* (Laakom et al., BMVC 2021, {PAPER_ID}), implemented on timm by
 [timm-ignore]({PROJECT_URL}). The paper's authors published their own code at
 [{AUTHORS_CODE_URL.split('github.com/')[-1]}]({AUTHORS_CODE_URL}).
@@ -157,20 +202,24 @@ Fine-tune to another class count with `timm.create_model('hf-hub:{c.repo_id}', p
 
 ## Results
 
-Measured by `timm-ignore publish` on the `{split}` split ({r.num_images} images, SHA-256 `{r.split_sha256}`), mean
-cross-entropy loss {r.loss:.4f}. The paper reports the mean (± std) of its runs.
+Measured by `timm-ignore publish` on the `{split}` split of {data_name} ({r.num_images} images, SHA-256
+`{r.split_sha256}`), mean cross-entropy loss {r.loss:.4f}, with the published weights. The paper reports the mean
+(± std) of its runs.{copy_note}
 
 | metric | this checkpoint | paper |
 |---|---|---|
 {results}
 
+{_storage(c)}{_preprocessing_note(t)}
+
 ## Training
 
-- Data: {t.dataset or dataset.display_name}
-- Recipe: {_shown(t.recipe)}
+- Data: {t.dataset or data_name}
+- Recipe: {_recipe(t)}
 - Seed: {_shown(t.seed)}; epochs: {_shown(t.epochs)}
 - Published checkpoint: `{t.checkpoint}` ({'EMA weights' if t.ema else 'weights'}), epoch {_shown(t.best_epoch)}
-  (0-based, as in the run's summary.csv); validation top-1 error {_shown(t.val_top1_err, '{:.2f}%')}
+  (0-based, as in the run's summary.csv); validation top-1 error {_shown(t.val_top1_err, '{:.2f}%')}; the run's
+  own test top-1 error {_shown(t.test_top1_err, '{:.2f}%')}
 - Trained on: {_shown(t.hardware)}; wall time {_shown(hours, '{:.2f} h')}
 
 The run's full arguments are in `args.yaml` beside this card.

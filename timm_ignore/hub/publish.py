@@ -2,7 +2,9 @@
 
 The folder holds ``model.safetensors`` and timm's ``config.json`` (both written by ``timm.models.save_for_hf``), the
 model card ``README.md`` with the metrics measured here, and the run's ``args.yaml``. It is written beside the
-target and renamed into place when complete, so a failed run leaves no half-written folder.
+target and renamed into place when complete, so a failed run leaves no half-written folder. Weights stored in
+float16 (``dtype``) are loaded back through timm and measured against the float32 checkpoint before the folder is
+kept (see :mod:`timm_ignore.hub.storage`).
 """
 import csv
 import json
@@ -15,25 +17,30 @@ from typing import Any, Optional, Union
 import yaml
 
 from ..checkpoint import TrainingCheckpoint, load_model, read_checkpoint
+from ..data.cifar import MARKER
 from ..evaluate import EvalResult, evaluate_split, find_split
-from ..models.zoo import DATASETS, get_model_spec
+from ..models.zoo import DATASETS, data_copy, get_model_spec
 from ..paper import read_paper_tables
 from ..provenance import code_version
 from ..staging import staged_directory
 from .card import CardInputs, TrainingRecord, build_card
+from .storage import MAX_ERROR_CHANGE, STORAGE_DTYPES, StoredCopyCheck, check_stored_copy, storage_copy
 
-__all__ = ['PublishedFolder', 'publish_folder', 'read_run_record', 'training_record']
+__all__ = ['PublishedFolder', 'publish_folder', 'read_data_description', 'read_run_record', 'summary_val_error',
+           'training_record']
 
 
 @dataclass(frozen=True)
 class PublishedFolder:
-    """A written model folder and the evaluation its card reports."""
+    """A written model folder, the evaluation its card reports (of the stored weights) and the check of a copy
+    stored in another dtype than float32."""
     path: Path
     model_name: str
     result: EvalResult
+    storage: Optional[StoredCopyCheck] = None
 
 
-def _summary_val_error(run_dir: Path, epoch: Optional[int]) -> Optional[float]:
+def summary_val_error(run_dir: Path, epoch: Optional[int]) -> Optional[float]:
     """Validation top-1 error (%) of ``epoch`` from the run's summary.csv (train.py writes accuracy)."""
     summary = run_dir / 'summary.csv'
     if epoch is None or not summary.is_file():
@@ -50,11 +57,24 @@ RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('
 
 
 def _dataset_line(description: Mapping[str, Any]) -> str:
-    """One line from a data folder's description (its ``cifar_split.json``, as the engine records it)."""
-    counts = description.get('counts') or {}
+    """One line from a data folder's description (its ``cifar_split.json``, as the engine records it): a known copy of
+    a dataset by the zoo's name and meaning for it, else the description's own source."""
+    counts = description.get('counts') or {
+        split: description[f'num_{split}'] for split in ('train', 'validation', 'test') if f'num_{split}' in description}
     sizes = ', '.join(f'{split} {count}' for split, count in counts.items())
-    what = description.get('source') or description.get('dataset') or 'data'
+    copy = data_copy(description)
+    what = f'{copy.display_name}: {copy.meaning}' if copy else description.get('source') or description.get(
+        'dataset') or 'data'
     return f'{what} ({sizes})' if sizes else str(what)
+
+
+def read_data_description(data_root: Union[str, Path]) -> dict[str, Any]:
+    """A data folder's description (its ``cifar_split.json``), or {} when it has none or it is not a JSON mapping."""
+    try:
+        description = json.loads((Path(data_root) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return description if isinstance(description, dict) else {}
 
 
 def _record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,12 +92,12 @@ def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[
     args = checkpoint.args
     derived = dict(
         checkpoint=checkpoint.path.name, ema=checkpoint.ema, seed=args.get('seed'), epochs=args.get('epochs'),
-        best_epoch=checkpoint.epoch, val_top1_err=_summary_val_error(checkpoint.run_dir, checkpoint.epoch),
+        best_epoch=checkpoint.epoch, val_top1_err=summary_val_error(checkpoint.run_dir, checkpoint.epoch),
         recipe=args.get('config') or None, args=args)
     run_json = checkpoint.run_dir / 'run.json'
     engine = _record_fields(read_run_record(run_json)) if run_json.is_file() else {}
     if engine.get('best_epoch') not in (None, checkpoint.epoch):  # the record describes another checkpoint
-        engine = {k: v for k, v in engine.items() if k not in ('best_epoch', 'val_top1_err')}
+        engine = {k: v for k, v in engine.items() if k not in ('best_epoch', 'val_top1_err', 'test_top1_err')}
     return TrainingRecord(**{**derived, **engine, **_record_fields(overrides or {})})
 
 
@@ -114,6 +134,8 @@ def publish_folder(
         model_kwargs: Optional[dict[str, Any]] = None,
         num_classes: Optional[int] = None,
         run_record: Optional[Mapping[str, Any]] = None,
+        dtype: str = 'float32',
+        max_error_change: float = MAX_ERROR_CHANGE,
         overwrite: bool = False,
         batch_size: int = 128,
         workers: int = 0,
@@ -134,6 +156,9 @@ def publish_folder(
         model_kwargs: Model args beyond the run's ``model_kwargs``.
         num_classes: Class count, when neither the tag nor the run gives it.
         run_record: Card fields the run folder does not hold (see :func:`training_record`).
+        dtype: Storage dtype of ``model.safetensors`` (``float32`` or ``float16``; see ``hub.storage``).
+        max_error_change: For a dtype other than float32: the largest change of the test top-1 error (points) the
+            stored copy may make.
         overwrite: Replace an existing ``out_dir`` (a folder; a file is never replaced).
         batch_size: Evaluation batch size.
         workers: Evaluation data loader workers.
@@ -142,6 +167,8 @@ def publish_folder(
     Raises:
         FileExistsError: ``out_dir`` exists and ``overwrite`` is not set, or it is a file.
         FileNotFoundError, ValueError: Bad checkpoint, data, tables or run record (the message names the file).
+        StorageError: The stored copy's test error differs from the checkpoint's by more than ``max_error_change``,
+            or the weights do not fit ``dtype``; nothing is written.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and (not overwrite or not out_dir.is_dir()):
@@ -150,6 +177,8 @@ def publish_folder(
         raise FileExistsError(f'{out_dir}: {what}.')
     if repo_id.count('/') != 1 or not all(repo_id.split('/')):
         raise ValueError(f'--repo-id must be "ORG/NAME", got {repo_id!r}.')
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f'--dtype must be one of {", ".join(STORAGE_DTYPES)}, got {dtype!r}.')
     split_dir = find_split(data_root, split)
     tables = read_paper_tables(paper_tables)
     checkpoint = read_checkpoint(checkpoint_path, which=which, ema=ema)
@@ -161,18 +190,32 @@ def publish_folder(
         raise ValueError(f'{checkpoint.path}: a {model.num_classes}-class {name} is no tag of the zoo; publish '
                          f'{" or ".join(f"{name}.{t}" for t in spec.family.datasets)} (--model).')
     paper = tables.for_model(spec, DATASETS[tag].paper_dataset)
-    result = evaluate_split(model, split_dir, batch_size=batch_size, workers=workers, device=device)
+    stored_model = storage_copy(model, dtype)  # a value out of the dtype's range is refused before any evaluation
+    evaluate = dict(batch_size=batch_size, workers=workers, device=device)
+    reference_logits: list = []
+    result = evaluate_split(model, split_dir, **evaluate, on_logits=reference_logits.append)
 
+    import timm
     from timm.models import save_for_hf
+    storage = None
     with staged_directory(out_dir) as staging:
-        save_for_hf(model.cpu(), str(staging), model_config={'label_names': list(result.class_names)},
+        save_for_hf(stored_model, str(staging), model_config={'label_names': list(result.class_names)},
                     safe_serialization=True)
+        if dtype != 'float32':  # measure the copy as timm loads it: from the written folder into a float32 model
+            stored_logits: list = []
+            loaded = timm.create_model(f'local-dir:{staging}', pretrained=True)
+            stored = evaluate_split(loaded, split_dir, **evaluate, data_config=result.data_config,
+                                    on_logits=stored_logits.append)
+            storage = check_stored_copy(dtype, result.top1_err, reference_logits, stored.top1_err, stored_logits,
+                                        max_error_change)
+            result = stored
         card = CardInputs(spec=spec, tag=tag, repo_id=repo_id, num_classes=model.num_classes, result=result,
-                          paper=paper, training=record, code_version=code_version())
+                          paper=paper, training=record, code_version=code_version(),
+                          data_copy=data_copy(read_data_description(data_root)), storage=storage)
         build_card(card).save(staging / 'README.md')
         if checkpoint.args_file is not None:
             shutil.copyfile(checkpoint.args_file, staging / 'args.yaml')
         else:
             (staging / 'args.yaml').write_text(
                 yaml.safe_dump(json.loads(json.dumps(checkpoint.args, default=str)), sort_keys=False))
-    return PublishedFolder(path=out_dir, model_name=f'{name}.{tag}', result=result)
+    return PublishedFolder(path=out_dir, model_name=f'{name}.{tag}', result=result, storage=storage)

@@ -1,0 +1,122 @@
+"""Publishing a short CPU-trained engine run as the zoo does: float16 storage checked against float32, the card."""
+import json
+
+import pytest
+import timm
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from safetensors.torch import load_file
+
+from _zoo_fixtures import cifar10_slice, train_short_queue
+from timm_ignore.checkpoint import load_model
+from timm_ignore.cli import main
+from timm_ignore.evaluate import evaluate_split
+from timm_ignore.hub import publish as publish_module
+from timm_ignore.hub.publish import publish_folder
+from timm_ignore.hub.storage import StorageError, storage_copy
+
+MODEL = 'cifar_resnet50_se'
+
+
+@pytest.fixture(scope='module')
+def engine_run(shared_data, tmp_path_factory):
+    """A finished engine run of the depth-8 SE ResNet (3 epochs on 256 JPEG-copy images) and its data folder."""
+    root = tmp_path_factory.mktemp('zoo')
+    data = cifar10_slice(shared_data, root / 'data')
+    queue = train_short_queue(data, root / 'queue', [(MODEL, 0)])
+    return dict(root=root, data=data, run=queue / f'{MODEL}-seed0')
+
+
+@pytest.fixture(scope='module')
+def published16(engine_run):
+    out = engine_run['root'] / 'fp16'
+    assert main(['publish', str(engine_run['run']), '--out', str(out), '--data', str(engine_run['data']),
+                 '--repo-id', 'org/zoo', '--dtype', 'float16']) == 0
+    return out
+
+
+def test_float16_file_keeps_integer_buffers_and_halves_the_size(engine_run, published16, tmp_path):
+    weights = load_file(published16 / 'model.safetensors')
+    assert {t.dtype for k, t in weights.items() if not k.endswith('num_batches_tracked')} == {torch.float16}
+    assert {t.dtype for k, t in weights.items() if k.endswith('num_batches_tracked')} == {torch.int64}
+    model, _ = load_model(engine_run['run'])
+    reference = model.state_dict()
+    assert weights.keys() == reference.keys()
+    for key, tensor in weights.items():  # each value is the float32 one rounded to float16 (counters exact)
+        assert torch.equal(tensor, reference[key].to(tensor.dtype)), key
+    publish_folder(engine_run['run'], tmp_path / 'fp32', data_root=engine_run['data'], repo_id='org/zoo')
+    size16, size32 = ((f / 'model.safetensors').stat().st_size for f in (published16, tmp_path / 'fp32'))
+    assert 0.49 < size16 / size32 < 0.53
+
+
+def test_timm_loads_the_float16_copy_into_float32_and_the_card_states_the_check(engine_run, published16):
+    loaded = timm.create_model(f'local-dir:{published16}', pretrained=True).eval()
+    assert {p.dtype for p in loaded.state_dict().values() if p.is_floating_point()} == {torch.float32}
+    stored = load_file(published16 / 'model.safetensors')
+    assert all(torch.equal(v, stored[k].float() if stored[k].is_floating_point() else stored[k])
+               for k, v in loaded.state_dict().items())  # BatchNorm statistics included
+    # the check, measured here independently on the published split
+    model, _ = load_model(engine_run['run'])
+    logits32, logits16 = [], []
+    result32 = evaluate_split(model, engine_run['data'] / 'test', on_logits=logits32.append)
+    result16 = evaluate_split(loaded, engine_run['data'] / 'test', data_config=result32.data_config,
+                              on_logits=logits16.append)
+    diff = (torch.cat(logits16) - torch.cat(logits32)).abs().max().item()
+    assert 0 < diff < 0.05 and abs(result16.top1_err - result32.top1_err) <= 0.05
+    card = ModelCard.load(published16 / 'README.md')
+    assert (f'the stored copy has top-1 error {result16.top1_err:.2f}% and the float32 checkpoint '
+            f'{result32.top1_err:.2f}%' in ' '.join(card.text.split()))
+    assert f'largest absolute difference between their logits is {diff:.3g}' in ' '.join(card.text.split())
+    assert 'stored in float16 and loaded by timm into the float32 model' in ' '.join(card.text.split())
+
+
+def test_publish_refuses_a_copy_whose_error_moves(engine_run, monkeypatch, tmp_path, capsys):
+    """A stored copy that predicts differently (here: its classifier bias made to favour one class) is refused."""
+    def biased_copy(model, dtype):
+        copy = storage_copy(model, dtype)
+        with torch.no_grad():
+            copy.fc.bias.copy_(torch.arange(10, dtype=copy.fc.bias.dtype) * 100)
+        return copy
+    monkeypatch.setattr(publish_module, 'storage_copy', biased_copy)
+    out = tmp_path / 'refused'
+    assert main(['publish', str(engine_run['run']), '--out', str(out), '--data', str(engine_run['data']),
+                 '--repo-id', 'org/zoo', '--dtype', 'float16']) == 2
+    err = capsys.readouterr().err
+    assert 'the float16 copy has test top-1 error' in err and 'publish with --dtype float32' in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_values_beyond_float16_are_refused_by_name(engine_run):
+    model, _ = load_model(engine_run['run'])
+    name = next(k for k in model.state_dict() if k.endswith('running_var'))
+    model.state_dict()[name][0] = 1e6
+    with pytest.raises(StorageError, match=f'{name}: values beyond float16 range'):
+        storage_copy(model, 'float16')
+    assert storage_copy(model, 'float32') is model
+
+
+def test_card_of_the_engine_run_states_what_the_zoo_needs(engine_run, published16):
+    record = json.loads((engine_run['run'] / 'run.json').read_text())
+    card = ModelCard.load(published16 / 'README.md')
+    text = ' '.join(card.text.split())
+    expected = [
+        'Data: CIFAR-10 (JPEG copy): the 60 000 CIFAR-10 images from a public copy stored as JPEG',
+        "labels, order and the paper's 40k / 10k / test split are exact", 'mean absolute difference 5.8/255',
+        'not digit-for-digit with the paper', '(train 256, validation 128, test 128)',
+        "the `test` split of CIFAR-10 (JPEG copy)",
+        "Recipe: `cifar10_authors.yaml` — the authors' recipe as [their code](https://github.com/firasl/inverse_attention)",
+        'Seed: 0; epochs: 3',
+        f'epoch {record["best_epoch"]} (0-based',
+        f'validation top-1 error {record["val_top1_err"]:.2f}%',
+        f"the run's own test top-1 error {record['test_top1_err']:.2f}%",
+        f'Trained on: {record["device"]}; wall time {record["wall_time_s"] / 3600:.2f} h',
+        f'Trained with: {record["code_version"]}',
+        '| Top-1 error (%) |', '| 7.63 ± 0.37 (Table 1) |',  # the paper's CIFAR-10 SE row beside the measured one
+        'per-pixel mean image',
+    ]
+    for line in expected:
+        assert line in text, line
+    _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
+    assert {r.dataset_name for r in results} == {'CIFAR-10 (JPEG copy)'}
+    assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [record['val_top1_err']]
