@@ -1,5 +1,11 @@
-"""Publishing a short CPU-trained engine run as the zoo does: float16 storage checked against float32, the card."""
+"""Publishing a short CPU-trained engine run as the zoo does: float16 storage checked against float32, the card, the
+weights kept in the repository's layout and loaded offline by the registered tag."""
 import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -14,7 +20,9 @@ from timm_ignore.cli import main
 from timm_ignore.evaluate import evaluate_split
 from timm_ignore.hub import publish as publish_module
 from timm_ignore.hub.publish import publish_folder
+from timm_ignore.hub.registry import register_card
 from timm_ignore.hub.storage import StorageError, storage_copy
+from timm_ignore.models._weights import read_weights_cards
 
 MODEL = 'cifar_resnet50_se'
 
@@ -105,7 +113,8 @@ def test_card_of_the_engine_run_states_what_the_zoo_needs(engine_run, published1
         "labels, order and the paper's 40k / 10k / test split are exact", 'mean absolute difference 5.8/255',
         'not digit-for-digit with the paper', '(train 256, validation 128, test 128)',
         "the `test` split of CIFAR-10 (JPEG copy)",
-        "Recipe: `cifar10_authors.yaml` — the authors' recipe as [their code](https://github.com/firasl/inverse_attention)",
+        "Recipe: `cifar10_authors.yaml` — the authors' recipe as "
+        '[their code](https://github.com/firasl/inverse_attention)',
         'Seed: 0; epochs: 3',
         f'epoch {record["best_epoch"]} (0-based',
         f'validation top-1 error {record["val_top1_err"]:.2f}%',
@@ -120,3 +129,69 @@ def test_card_of_the_engine_run_states_what_the_zoo_needs(engine_run, published1
     _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
     assert {r.dataset_name for r in results} == {'CIFAR-10 (JPEG copy)'}
     assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [record['val_top1_err']]
+
+
+_LOAD_OFFLINE = """
+import sys, torch, timm, timm_ignore
+from safetensors.torch import load_file
+torch.manual_seed(0)
+x = torch.randn(4, 3, 32, 32)
+tag = timm.create_model('{name}', pretrained=True, depth=8).eval()
+direct = timm.create_model('{name}', depth=8).eval()
+direct.load_state_dict({{k: v.float() if v.is_floating_point() else v for k, v in load_file(sys.argv[1]).items()}})
+with torch.no_grad():
+    torch.save(dict(file=tag.pretrained_cfg.get('file'), tag=tag(x), direct=direct(x)), sys.argv[2])
+"""
+
+
+def _offline_env(tmp_path, cards_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('HF_', 'HUGGINGFACE_'))}
+    return {**env, 'HF_HUB_OFFLINE': '1', 'HF_HOME': str(tmp_path / 'hf-home'), 'HF_HUB_CACHE': str(tmp_path / 'empty'),
+            'TIMM_IGNORE_WEIGHTS_CARDS': str(cards_dir), 'PYTHONPATH': os.pathsep.join(sys.path)}
+
+
+def test_a_clone_loads_the_registered_tag_offline_from_the_weights_layout(published16, tmp_path):
+    """weights/{name}/ with the card linked from weights_cards/: pretrained=True reads the local float16 file."""
+    name = f'{MODEL}.cifar10'
+    clone = tmp_path / 'clone'
+    folder = shutil.copytree(published16, clone / 'weights' / name)
+    link = register_card(folder, clone / 'weights_cards')
+    assert os.readlink(link) == f'../weights/{name}/README.md'
+    out = tmp_path / 'logits.pt'
+    done = subprocess.run([sys.executable, '-c', _LOAD_OFFLINE.format(name=name), str(folder / 'model.safetensors'),
+                           str(out)], env=_offline_env(tmp_path, clone / 'weights_cards'), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = torch.load(out)
+    assert pathlib.Path(result['file']).resolve() == (folder / 'model.safetensors').resolve()
+    assert torch.equal(result['tag'], result['direct'])
+    assert not (tmp_path / 'empty').exists() or not any((tmp_path / 'empty').iterdir())  # nothing downloaded
+
+
+def test_a_card_without_weights_beside_it_downloads_from_the_hub(published16, tmp_path):
+    """A wheel ships the card only: the tag's cfg names the Hub repository and no local file, and offline it fails
+    naming the Hub file."""
+    name = f'{MODEL}.cifar10'
+    cards = tmp_path / 'cards'
+    cards.mkdir()
+    shutil.copyfile(published16 / 'README.md', cards / f'{name}.md')
+    card = read_weights_cards({name: 10}, cards)[name]
+    assert card.local_file is None and 'file' not in card.pretrained_cfg()
+    assert card.pretrained_cfg()['hf_hub_id'] == 'org/zoo'
+    done = subprocess.run([sys.executable, '-c', _LOAD_OFFLINE.format(name=name), 'unused', str(tmp_path / 'x.pt')],
+                          env=_offline_env(tmp_path, cards), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and 'hf-hub:org/zoo/model.safetensors: not found' in done.stderr
+
+
+def test_registering_keeps_another_entry_unless_asked(published16, tmp_path):
+    folder = shutil.copytree(published16, tmp_path / 'weights' / f'{MODEL}.cifar10')
+    cards = tmp_path / 'weights_cards'
+    link = register_card(folder, cards)
+    assert register_card(folder, cards) == link  # the same link again: nothing to do
+    link.unlink()
+    link.write_text('a card written by hand')
+    with pytest.raises(FileExistsError, match='already registers weights; pass --overwrite'):
+        register_card(folder, cards)
+    assert link.read_text() == 'a card written by hand'
+    register_card(folder, cards, overwrite=True)
+    assert link.resolve() == (folder / 'README.md').resolve()

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
           f'on {r.num_images} images of {r.split_dir}')
     if folder.storage is not None:
         s = folder.storage
-        print(f'{s.dtype} copy: top-1 err {s.stored_top1_err:.2f}% vs {s.checkpoint_top1_err:.2f}% (float32 checkpoint), '
-              f'largest logit difference {s.max_abs_logit_diff:.3g}')
+        print(f'{s.dtype} copy: top-1 err {s.stored_top1_err:.2f}% vs {s.checkpoint_top1_err:.2f}% (float32 '
+              f'checkpoint), largest logit difference {s.max_abs_logit_diff:.3g}')
     print(f'wrote {folder.path}')
     if not args.push:
         return 0

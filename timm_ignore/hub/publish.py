@@ -59,12 +59,13 @@ RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('
 def _dataset_line(description: Mapping[str, Any]) -> str:
     """One line from a data folder's description (its ``cifar_split.json``, as the engine records it): a known copy of
     a dataset by the zoo's name and meaning for it, else the description's own source."""
-    counts = description.get('counts') or {
-        split: description[f'num_{split}'] for split in ('train', 'validation', 'test') if f'num_{split}' in description}
+    counts = description.get('counts') or {  # prepare-cifar's counts, else make_imagefolder.py's num_*
+        split: description[f'num_{split}'] for split in ('train', 'validation', 'test')
+        if f'num_{split}' in description}
     sizes = ', '.join(f'{split} {count}' for split, count in counts.items())
     copy = data_copy(description)
-    what = f'{copy.display_name}: {copy.meaning}' if copy else description.get('source') or description.get(
-        'dataset') or 'data'
+    what = f'{copy.display_name}: {copy.meaning}' if copy else (
+        description.get('source') or description.get('dataset') or 'data')
     return f'{what} ({sizes})' if sizes else str(what)
 
 

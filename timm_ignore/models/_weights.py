@@ -13,6 +13,11 @@ matter is the Hub metadata plus a ``timm_ignore`` section that says where the we
 Only the front matter is parsed (with libyaml when present), so reading the cards at import stays cheap. The folder
 is ``timm_ignore/weights_cards`` (in a source checkout a link to the top-level ``weights_cards/``), or the folder named
 by the ``TIMM_IGNORE_WEIGHTS_CARDS`` environment variable, read once when the package is imported.
+
+Weights kept in the repository: a card may be a link to the ``README.md`` of a published folder (in a checkout
+``weights/{model}.{tag}/``, see ``docs/weights.md``). When ``model.safetensors`` lies beside the file the card resolves
+to, the tag loads that file (timm's ``file`` source) and needs no network; otherwise (a wheel, which ships the cards
+without the weights) it downloads ``hf_hub_id``.
 """
 import os
 import warnings
@@ -38,21 +43,27 @@ _Loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
 
 @dataclass(frozen=True)
 class WeightsCard:
-    """Where the published weights of one ``model.tag`` live, as read from its card."""
+    """Where the published weights of one ``model.tag`` live, as read from its card: the Hub repository, and the local
+    weights file when the card sits (or links) beside one."""
     model: str
     tag: str
     hf_hub_id: str
     num_classes: int
     path: Path
     data_config: dict[str, Any] = field(default_factory=dict, compare=False)
+    local_file: Optional[Path] = None
 
     @property
     def name(self) -> str:
         return f'{self.model}.{self.tag}'
 
     def pretrained_cfg(self) -> dict[str, Any]:
-        """The weight fields of the tag's timm cfg: the Hub repository, its safetensors file and the data config."""
+        """The weight fields of the tag's timm cfg: the Hub repository, its safetensors file, the local file when there
+        is one (timm's ``file`` source, which ``models._pretrained`` then loads instead of the Hub) and the data
+        config."""
         cfg = dict(hf_hub_id=self.hf_hub_id, hf_hub_filename=SAFETENSORS_FILE, num_classes=self.num_classes)
+        if self.local_file is not None:
+            cfg['file'] = str(self.local_file)
         for key, value in self.data_config.items():
             cfg[key] = tuple(value) if isinstance(value, list) else value
         return cfg
@@ -96,9 +107,11 @@ def _parse_card(path: Path, expected_classes: Mapping[str, int]) -> WeightsCard:
     unknown = sorted(set(data_config) - set(_DATA_CONFIG_KEYS))
     if unknown:
         raise ValueError(f'{path}: unknown data_config keys {unknown}; allowed: {", ".join(_DATA_CONFIG_KEYS)}.')
+    local_file = path.resolve().parent / SAFETENSORS_FILE
     card = WeightsCard(
         model=str(section['model']), tag=str(section['tag']), hf_hub_id=str(section['hf_hub_id']),
-        num_classes=int(section['num_classes']), path=path, data_config=dict(data_config))
+        num_classes=int(section['num_classes']), path=path, data_config=dict(data_config),
+        local_file=local_file if local_file.is_file() else None)
     if path.name != f'{card.name}.md':
         raise ValueError(f'{path}: the card of {card.name} must be named {card.name}.md.')
     if card.name not in expected_classes:
