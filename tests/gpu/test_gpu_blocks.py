@@ -2,7 +2,7 @@
 
 Skipped without CUDA. On a GPU machine: ``python -m pytest tests/gpu -q`` (a line per check is printed, and the
 lines are also written to ``benchmarks/results/gpu_checks_<time>.jsonl`` with the machine). Written for
-torch >= 2.4 (the GPU machine's 2.11 included): ``torch.amp.GradScaler('cuda')``, ``torch.compiler``.
+torch >= 2.4 (the GPU machine's 2.11 included). Float16 runs use a fixed loss scale, as a GradScaler applies one.
 
 In float32 the fused path must equal autograd element-wise. Under bfloat16 / float16 autocast both paths round
 differently (bfloat16 CBAM parameter gradients are off by up to ~5% in either path), so each is compared with a
