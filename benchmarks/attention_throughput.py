@@ -23,9 +23,7 @@ import functools
 import json
 import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Callable
@@ -38,6 +36,7 @@ from timm.layers import SEModule
 from timm.layers.cbam import CbamModule
 
 import timm_ignore  # noqa: F401  (registers the models)
+from timm_ignore.provenance import code_version, machine_info
 from timm_ignore.models.zoo import MODELS
 
 MALLOC_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
@@ -133,44 +132,14 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def code_version() -> str:
-    """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
-    root = pathlib.Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(['git', '-C', str(root), 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(['git', '-C', str(root), 'status', '--porcelain', '--', 'timm_ignore'],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return 'unknown'
-    return commit + ('+dirty' if dirty else '')
-
-
-def machine() -> dict[str, str]:
-    info = {
-        'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
-        'cpu_count': str(os.cpu_count()), 'torch': torch.__version__, 'timm': timm.__version__,
-        'torch_threads': str(torch.get_num_threads()), 'python': platform.python_version(),
-    }
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), '')
-        info['cpu_model'] = model
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info['gpu'] = torch.cuda.get_device_name()
-    return info
-
-
 def write_record(prefix: str, args: argparse.Namespace, **fields) -> pathlib.Path:
     """Write ``results/PREFIX_TIME.json`` with the time, code version, machine, arguments, allocator env and fields."""
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    record = dict(time=stamp, code=code_version(), machine=machine(), args=vars(args),
+    record = dict(time=stamp, code=code_version(), machine=machine_info(), args=vars(args),
                   env={k: os.environ.get(k) for k in MALLOC_ENV}, **fields)
     path = RESULTS_DIR / f'{prefix}_{stamp}.json'
-    path.write_text(json.dumps(record, indent=1))
+    path.write_text(json.dumps(record, indent=1, default=str))
     print(f'\nrecorded in {path.relative_to(RESULTS_DIR.parent.parent)}')
     return path
 

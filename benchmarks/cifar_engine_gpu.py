@@ -18,8 +18,6 @@ as a table and recorded in results/ with the GPU's name:
 Runs on a CPU too (``--device cpu`` with small ``--train-images``), which checks the script, not the targets.
 """
 import argparse
-import datetime
-import json
 import os
 import pathlib
 import subprocess
@@ -28,13 +26,13 @@ import tempfile
 import time
 
 import torch
+from attention_throughput import write_record
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from timm_ignore.engine import EngineRecipe, RunSpec, load_image_folder, run_queue, train_run  # noqa: E402
 from timm_ignore.engine.data import ImageData, SplitTensors  # noqa: E402
-from timm_ignore.provenance import code_version, machine_info  # noqa: E402
 
 RECIPE = ROOT / 'train_scripts' / 'cifar10_authors.yaml'
 QUEUE_MODELS = ('cifar_resnet50_se', 'cifar_resnet50_cbam_ign1', 'densenet_se_ign3', 'densenet_cbam')
@@ -129,13 +127,7 @@ def main() -> int:
         train_py['engine_over_train_py'] = engine['images_per_s'] / train_py['images_per_s']
         print(f'\ntimm train.py {train_py["model"]}: {train_py["images_per_s"]:,.0f} img/s; engine (eager) / train.py '
               f'= {train_py["engine_over_train_py"]:.1f}x')
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    arguments = {k: str(v) for k, v in vars(args).items()}
-    record = dict(time=stamp, code=code_version(), machine=machine_info(), args=arguments,
-                  single_runs=singles, queue=queue_rows, timm_train_py=train_py)
-    out = ROOT / 'benchmarks' / 'results' / f'cifar_engine_gpu_{device.type}_{stamp}.json'
-    out.write_text(json.dumps(record, indent=2) + '\n')
-    print(f'record: {out.relative_to(ROOT)}')
+    write_record(f'cifar_engine_gpu_{device.type}', args, single_runs=singles, queue=queue_rows, timm_train_py=train_py)
     return 0
 
 

@@ -12,8 +12,6 @@ cancel. Images/s counts training images over the whole epoch's wall time (valida
 batch, optimizer and precision. A JSON record goes to results/.
 """
 import argparse
-import datetime
-import json
 import pathlib
 import shutil
 import statistics
@@ -22,12 +20,12 @@ import tempfile
 import time
 
 import torch
+from attention_throughput import write_record
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from timm_ignore.engine import EngineRecipe, RunSpec, load_image_folder, train_run  # noqa: E402
-from timm_ignore.provenance import code_version, machine_info  # noqa: E402
 from timm_ignore.train import TrainConfig, train  # noqa: E402
 
 
@@ -95,13 +93,8 @@ def main() -> int:
         cells = ' | '.join(f'{statistics.median(speeds[f"{trainer} {m}"]):,.0f} img/s' for m in modes)
         print(f'| {trainer} | {cells} |')
     print(f'| engine / timm-ignore train | {" | ".join(f"{ratios[m]:.2f}x" for m in modes)} |')
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    arguments = {k: str(v) for k, v in vars(args).items()}
-    record = dict(time=stamp, code=code_version(), machine=machine_info(), args=arguments,
-                  images_per_s=speeds, ratio_engine_over_trainer=ratios)
-    out = ROOT / 'benchmarks' / 'results' / f'cifar_engine_throughput_{device.type}_{args.model}_{stamp}.json'
-    out.write_text(json.dumps(record, indent=2) + '\n')
-    print(f'record: {out.relative_to(ROOT)}')
+    write_record(f'cifar_engine_throughput_{device.type}_{args.model}', args, images_per_s=speeds,
+                 ratio_engine_over_trainer=ratios)
     return 0
 
 
