@@ -2,6 +2,7 @@
 
 Without ``--data-dir`` it runs the DEMO: a synthetic dataset generated on the fly and a shrunk CIFAR recipe, so it
 needs no download and finishes in minutes on a CPU. Its numbers demonstrate the pipeline, not the paper.
+With ``--runs DIR`` it trains nothing: it reports the finished runs of a folder (a ``train-queue`` output).
 """
 import argparse
 import pathlib
@@ -12,8 +13,12 @@ from .options import add_device_option, add_model_options, recipe_settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..train.demo import DEMO_MODELS, DEMO_SEEDS
+    parser.add_argument('--runs', metavar='DIR',
+                        help='report only: the finished runs of this folder (a train-queue output, or train.py run '
+                             'folders), nothing trained; results in --output (default results/DATASET)')
     parser.add_argument('--data-dir', help='dataset root with train/, validation/ and test/ (default: the DEMO '
-                                           'dataset, generated on the fly)')
+                                           'dataset, generated on the fly); with --runs, where runs that recorded no '
+                                           'test error are tested (default: the data each trained on)')
     parser.add_argument('-c', '--config', metavar='RECIPE', help='recipe YAML; required with --data-dir')
     parser.add_argument('--models', nargs='+', default=list(DEMO_MODELS), help='models to compare')
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEMO_SEEDS), help='one run per model and seed')
@@ -31,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='DEMO only: generated images per class in each split')
 
 
-def _paper_dataset(args: argparse.Namespace, num_classes) -> str:
+def _paper_dataset(args: argparse.Namespace, num_classes, demo: bool = False) -> str:
     from ..models.zoo import DATASETS
-    if args.paper_dataset or args.data_dir is None:
+    if args.paper_dataset or demo:
         return args.paper_dataset
     return next((d.paper_dataset for d in DATASETS.values() if d.num_classes == num_classes), None)
 
@@ -45,8 +50,50 @@ def _quiet_library_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _data_name(run_dir: pathlib.Path, fallback: str) -> tuple[str, str]:
+    """The name of the data a run trained on, and what it means when it is a known copy (the zoo's table)."""
+    from ..engine.run import read_record
+    from ..models.zoo import data_copy
+    copy = data_copy((read_record(run_dir) or {}).get('dataset'))
+    return (copy.display_name, f'{copy.display_name}: {copy.meaning}') if copy else (fallback, '')
+
+
+def report(args: argparse.Namespace) -> int:
+    """``--runs``: the report of a folder of finished runs, nothing trained."""
+    from ..checkpoint import read_checkpoint
+    from ..paper import read_paper_tables
+    from ..train.compare import collect_finished_runs, format_runs, format_table, summarize, write_results
+    from .options import UsageError, resolve_device
+
+    if args.config:
+        raise UsageError('--runs reports runs that finished and trains nothing: drop -c/--config.')
+    paper_tables = read_paper_tables(args.paper_tables)
+    device = resolve_device(args.device)
+    records, unfinished = collect_finished_runs(args.runs, args.test_split, args.data_dir, device)
+    checkpoint = read_checkpoint(records[0].run_dir)
+    paper_dataset = _paper_dataset(args, checkpoint.num_classes)
+    output = pathlib.Path(args.output or pathlib.Path('results', paper_dataset or 'report'))
+    name, meaning = _data_name(records[0].run_dir, str(checkpoint.args.get('data_dir') or 'not recorded'))
+    seeds = sorted({r.seed for r in records})
+    title = (f'{args.test_split} top-1/top-5 error at the best validation epoch, mean ± std over the seeds done '
+             f'(seeds {", ".join(map(str, seeds))}); data: {name}')
+    rows = summarize(records, paper_dataset, paper_tables)
+    table = format_table(rows, title)
+    text = table + (f'\n{meaning}\n' if meaning else '') + '\n**Runs**\n\n' + format_runs(records)
+    if unfinished:
+        text += '\nNot finished, left out: ' + ', '.join(p.name for p in unfinished) + '\n'
+    output.mkdir(parents=True, exist_ok=True)
+    write_results(records, rows, text, output)
+    print(text)
+    print(f'results: {output / "results.md"}, {output / "results.csv"}, {output / "runs.csv"}')
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from timm.utils import setup_default_logging
+
+    if args.runs:
+        return report(args)
 
     from ..checkpoint import check_model_name
     from ..paper import read_paper_tables
@@ -89,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     print(f'{len(plan)} runs in {output / "runs"}' + (f' ({kept} finished earlier, kept)' if kept else '') +
           f'; if interrupted, run the same command with --output {output} to continue.', flush=True)
     records = run_comparison(plan, args.test_split)
-    rows = summarize(records, _paper_dataset(args, num_classes), paper_tables)
+    rows = summarize(records, _paper_dataset(args, num_classes, demo), paper_tables)
     what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
     title = f'{args.test_split} error at the best validation epoch, mean ± std over seeds {args.seeds}; data: {what}'
     table = format_table(rows, title)

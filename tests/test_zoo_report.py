@@ -1,0 +1,81 @@
+"""``timm-ignore compare --runs``: the report of a folder of finished runs (engine and train.py-style), no training."""
+import csv
+import json
+import shutil
+import statistics
+
+import pytest
+
+from _weights_fixtures import MODEL as TRAIN_PY_MODEL
+from _weights_fixtures import trained_model, write_run
+from _zoo_fixtures import cifar10_slice, train_short_queue
+from timm_ignore.checkpoint import load_model
+from timm_ignore.cli import main
+from timm_ignore.evaluate import evaluate_split
+
+RUNS = [('cifar_resnet50', 0), ('cifar_resnet50', 1), ('cifar_resnet50_se', 0), ('cifar_resnet50_se', 1)]
+PAPER = {'cifar_resnet50': (8.27, 0.54), 'cifar_resnet50_se': (7.63, 0.37)}  # Table 1, CIFAR-10
+
+
+@pytest.fixture(scope='module')
+def queue(shared_data, tmp_path_factory):
+    """Two models x two seeds of the engine, a finished train.py-style run and a cut-off engine run."""
+    root = tmp_path_factory.mktemp('report')
+    data = cifar10_slice(shared_data, root / 'data')
+    queue = train_short_queue(data, root / 'queue', RUNS)
+    write_run(queue / f'{TRAIN_PY_MODEL}-seed42', trained_model(), TRAIN_PY_MODEL)
+    cut = shutil.copytree(queue / 'cifar_resnet50-seed1', queue / 'cifar_resnet50-seed2')
+    (cut / 'run.json').unlink()  # killed before its record: the queue would finish it, the report leaves it out
+    return dict(root=root, data=data, queue=queue)
+
+
+def _csv(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_has_every_run_and_the_table_per_paper_row(queue, capsys):
+    out = queue['root'] / 'results'
+    assert main(['compare', '--runs', str(queue['queue']), '--output', str(out), '--data-dir', str(queue['data']),
+                 '--device', 'cpu']) == 0
+    runs = _csv(out / 'runs.csv')
+    assert [(r['model'], r['seed']) for r in runs] == [
+        ('cifar_resnet50', '0'), ('cifar_resnet50', '1'), ('cifar_resnet50_se', '0'), ('cifar_resnet50_se', '1'),
+        (TRAIN_PY_MODEL, '42')]  # zoo-table order, then seed; the cut-off run left out
+    records = {(m, str(s)): json.loads((queue['queue'] / f'{m}-seed{s}' / 'run.json').read_text()) for m, s in RUNS}
+    for row in runs[:4]:
+        record = records[row['model'], row['seed']]
+        assert float(row['test_top1_err']) == record['test_top1_err']
+        assert float(row['val_top1_err']) == record['val_top1_err'] and int(row['best_epoch']) == record['best_epoch']
+        assert float(row['wall_time_s']) == record['wall_time_s'] and row['device'] == record['device']
+    model, _ = load_model(queue['queue'] / f'{TRAIN_PY_MODEL}-seed42')  # tested here, on --data-dir's test split
+    assert float(runs[4]['test_top1_err']) == pytest.approx(evaluate_split(model, queue['data'] / 'test').top1_err)
+    assert float(runs[4]['val_top1_err']) == pytest.approx(88.0) and runs[4]['wall_time_s'] == ''  # summary.csv
+
+    results = {r['model']: r for r in _csv(out / 'results.csv')}
+    for model, (paper, paper_std) in PAPER.items():
+        errors = [records[model, s]['test_top1_err'] for s in ('0', '1')]
+        row = results[model]
+        assert int(row['runs']) == 2
+        assert float(row['top1_err']) == pytest.approx(statistics.fmean(errors))
+        assert float(row['top1_std']) == pytest.approx(statistics.stdev(errors))
+        assert (float(row['paper_top1']), float(row['paper_top1_std'])) == (paper, paper_std)
+        assert float(row['top1_diff']) == pytest.approx(statistics.fmean(errors) - paper)
+    text = (out / 'results.md').read_text()
+    mean = statistics.fmean(records['cifar_resnet50', s]['test_top1_err'] for s in ('0', '1'))
+    assert f'| cifar_resnet50 | 2 | {mean:.2f} ± ' in text and f'| 8.27 ± 0.54 | — | {mean - 8.27:+.2f} |' in text
+    assert 'data: CIFAR-10 (JPEG copy)' in text and 'mean absolute difference 5.8/255' in text
+    assert 'Not finished, left out: cifar_resnet50-seed2' in text
+    assert text in capsys.readouterr().out
+
+
+def test_a_folder_without_finished_runs_fails_in_one_line(queue, tmp_path, capsys):
+    empty = tmp_path / 'queue'
+    shutil.copytree(queue['queue'] / 'cifar_resnet50-seed2', empty / 'cifar_resnet50-seed2')
+    for folder, problem in ((empty, 'no finished runs'), (tmp_path / 'missing', 'no such folder of runs')):
+        assert main(['compare', '--runs', str(folder), '--output', str(tmp_path / 'out')]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'out').exists()
+    assert main(['compare', '--runs', str(queue['queue']), '-c', 'x.yaml']) == 2
+    assert 'trains nothing: drop -c/--config' in capsys.readouterr().err
