@@ -1,4 +1,5 @@
-"""``timm-ignore compare --runs``: the report of a folder of finished runs (engine and train.py-style), no training."""
+"""From a finished queue: ``timm-ignore compare --runs`` (the report, no training) and ``timm-ignore publish-zoo``
+(the best seed per model into the repository's weights layout)."""
 import csv
 import json
 import shutil
@@ -12,6 +13,7 @@ from _zoo_fixtures import cifar10_slice, train_short_queue
 from timm_ignore.checkpoint import load_model
 from timm_ignore.cli import main
 from timm_ignore.evaluate import evaluate_split
+from timm_ignore.models._weights import read_weights_cards
 
 RUNS = [('cifar_resnet50', 0), ('cifar_resnet50', 1), ('cifar_resnet50_se', 0), ('cifar_resnet50_se', 1)]
 PAPER = {'cifar_resnet50': (8.27, 0.54), 'cifar_resnet50_se': (7.63, 0.37)}  # Table 1, CIFAR-10
@@ -79,3 +81,43 @@ def test_a_folder_without_finished_runs_fails_in_one_line(queue, tmp_path, capsy
     assert not (tmp_path / 'out').exists()
     assert main(['compare', '--runs', str(queue['queue']), '-c', 'x.yaml']) == 2
     assert 'trains nothing: drop -c/--config' in capsys.readouterr().err
+
+
+def test_publish_zoo_publishes_the_best_validation_seed_of_every_model(queue, tmp_path, capsys):
+    weights, cards = tmp_path / 'weights', tmp_path / 'weights_cards'
+    argv = ['publish-zoo', str(queue['queue']), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir',
+            str(weights), '--cards-dir', str(cards), '--models', 'cifar_resnet50', 'cifar_resnet50_se']
+    assert main(argv) == 0
+    registry = read_weights_cards({f'{m}.cifar10': 10 for m in PAPER}, cards)
+    for model in PAPER:
+        name = f'{model}.cifar10'
+        records = {s: json.loads((queue['queue'] / f'{model}-seed{s}' / 'run.json').read_text()) for s in (0, 1)}
+        best = min(records, key=lambda s: (records[s]['val_top1_err'], s))
+        folder = weights / name
+        assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'args.yaml', 'config.json',
+                                                            'model.safetensors']
+        card = (folder / 'README.md').read_text()
+        assert f'Seed: {best}; epochs: 3' in card and 'stored in float16' in card and f'org/{name}' in card
+        assert registry[name].local_file == (folder / 'model.safetensors').resolve()
+        assert registry[name].hf_hub_id == f'org/{name}'
+    assert sorted(p.name for p in weights.iterdir()) == [f'{m}.cifar10' for m in PAPER]
+    capsys.readouterr()
+
+    before = (weights / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns
+    assert main(argv) == 2  # refused before any evaluation
+    err = capsys.readouterr().err
+    assert 'already published' in err and 'pass --overwrite' in err and len(err.strip().splitlines()) == 1
+    assert (weights / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns == before
+    assert main(argv + ['--overwrite']) == 0
+    assert not [p for p in weights.iterdir() if p.name.startswith('.')]  # no staging folder left
+
+
+def test_publish_zoo_refuses_bad_input_in_one_line(queue, tmp_path, capsys):
+    base = ['publish-zoo', str(queue['queue']), '--data', str(queue['data']), '--weights-dir', str(tmp_path / 'w'),
+            '--cards-dir', str(tmp_path / 'c')]
+    for extra, problem in ((['--hub-org', 'a/b'], 'must be a Hub user or organisation'),
+                           (['--hub-org', 'org', '--models', 'densenet'], 'no finished run of densenet')):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert problem in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'w').exists()

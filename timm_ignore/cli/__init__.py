@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'plot-loss': ('timm_ignore.cli.plot_loss', "plot validation loss per epoch from summary.csv files (Figure 1)"),
     'grad-cam': ('timm_ignore.cli.grad_cam', 'Grad-CAM maps of several models side by side (Figure 2)'),
     'publish': ('timm_ignore.cli.publish', 'training run -> Hub model folder (safetensors, config, card)'),
+    'publish-zoo': ('timm_ignore.cli.publish_zoo', "a finished queue's best seed per model -> weights/ and its cards"),
     'validate': ('timm_ignore.cli.validate', 'evaluate a checkpoint or pretrained model on an ImageFolder split'),
 }
 

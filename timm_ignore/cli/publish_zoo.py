@@ -1,0 +1,39 @@
+"""``timm-ignore publish-zoo``: the best seed of every model of a finished queue, published into the repository."""
+import argparse
+
+from .options import add_device_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..hub.registry import CARDS_DIR, WEIGHTS_DIR
+    parser.add_argument('queue', help='a train-queue output folder (or train.py run folders) with finished runs')
+    parser.add_argument('--data', required=True, help='dataset root holding the test split the cards report')
+    parser.add_argument('--hub-org', required=True, metavar='ORG',
+                        help='Hub user or organisation the folders are for: each is ORG/{model}.{tag}')
+    parser.add_argument('--weights-dir', default=str(WEIGHTS_DIR),
+                        help=f'where the published folders go (default: {WEIGHTS_DIR}/, the repository\'s)')
+    parser.add_argument('--cards-dir', default=str(CARDS_DIR),
+                        help=f'the registry the cards are linked from (default: {CARDS_DIR}/)')
+    parser.add_argument('--models', nargs='+', metavar='NAME', help='only these models (default: every one)')
+    parser.add_argument('--dtype', choices=('float16', 'float32'), default='float16',
+                        help='storage dtype (default float16, checked against the float32 checkpoint)')
+    parser.add_argument('--overwrite', action='store_true', help='replace published weights and registry entries')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--workers', type=int, default=0)
+    add_device_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import find_split
+    from ..hub.zoo_publish import plan_zoo, publish_zoo
+    from .options import resolve_device
+
+    find_split(args.data, 'test')
+    device = resolve_device(args.device)
+    plan = plan_zoo(args.queue, args.data, args.weights_dir, args.cards_dir, args.hub_org, args.models, args.overwrite,
+                    device)
+    print(f'publishing {len(plan)} models into {args.weights_dir}/ (registered in {args.cards_dir}/)', flush=True)
+    publish_zoo(plan, args.data, args.cards_dir, dtype=args.dtype, overwrite=args.overwrite,
+                device=device, batch_size=args.batch_size, workers=args.workers,
+                log=lambda line: print(line, flush=True))
+    return 0
