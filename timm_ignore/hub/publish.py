@@ -200,7 +200,7 @@ def publish_folder(
     from timm.models import save_for_hf
     storage = None
     with staged_directory(out_dir) as staging:
-        save_for_hf(stored_model, str(staging), model_config={'label_names': list(result.class_names)},
+        save_for_hf(stored_model.cpu(), str(staging), model_config={'label_names': list(result.class_names)},
                     safe_serialization=True)
         if dtype != 'float32':  # measure the copy as timm loads it: from the written folder into a float32 model
             stored_logits: list = []
