@@ -127,7 +127,7 @@ class DenseStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.transition_attn(self.transition(x))
-        if not torch.jit.is_scripting() and self._use_fused():
+        if not torch.jit.is_scripting() and self._use_fused(x):
             x = self._forward_fused(x)
         else:
             for layer in self.layers:
@@ -135,7 +135,9 @@ class DenseStage(nn.Module):
         return self.attn(x)
 
     @torch.jit.unused
-    def _use_fused(self) -> bool:
+    def _use_fused(self, x: torch.Tensor) -> bool:
+        if isinstance(x, torch.fx.Proxy):  # FX symbolic tracing records the layer-by-layer form
+            return False
         return (self.training and len(self.layers) > 0 and use_fused_backward(self.fused_backward)
                 and len({layer.norm1.eps for layer in self.layers}) == 1)
 
