@@ -184,3 +184,16 @@ def test_shared_options_are_parsed_alike_in_every_command():
         importlib.import_module(SUBCOMMANDS[command][0]).add_arguments(parser)
         args = parser.parse_args([*required, '--num-classes', '7', '--model-kwargs', *items])
         assert args.model_kwargs == expected and args.num_classes == 7 and args.device is None, command
+
+
+def test_commands_run_in_one_process_log_to_the_current_stderr(capsys):
+    """Logging set up by one command must not write to a stream captured (and closed) before the next one runs."""
+    import logging
+
+    from timm_ignore.cli.options import setup_logging
+    setup_logging()
+    setup_logging()
+    logging.getLogger('timm_ignore.test').info('first')
+    assert 'first' in capsys.readouterr().err
+    ours = [h for h in logging.root.handlers if type(h).__name__ == '_StderrHandler']
+    assert len(ours) == 1

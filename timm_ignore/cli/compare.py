@@ -8,7 +8,7 @@ import argparse
 import pathlib
 from datetime import datetime
 
-from .options import add_device_option, add_model_options, recipe_settings
+from .options import add_device_option, add_model_options, recipe_settings, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,8 +90,6 @@ def report(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from timm.utils import setup_default_logging
-
     if args.runs:
         return report(args)
 
@@ -101,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.compare import format_table, plan_runs, run_comparison, summarize, write_results
     from .options import UsageError
 
-    setup_default_logging()
+    setup_logging()
     _quiet_library_logs()
     try:
         from ..figures.loss_curves import plot_loss_curves

@@ -6,14 +6,41 @@ and :class:`UsageError` is the mistake a user
 can fix, which ``timm_ignore.cli.main`` prints as one line.
 """
 import argparse
+import logging
+import sys
 from typing import Any, Optional
 
-from timm.utils import ParseKwargs
+from timm.utils import FormatterNoInfo, ParseKwargs
 
 from ..devices import resolve_device
 
 __all__ = ['UsageError', 'KeyValueKwargs', 'add_checkpoint_options', 'add_device_option', 'add_model_options',
-           'recipe_settings', 'resolve_device']
+           'recipe_settings', 'resolve_device', 'setup_logging']
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A console handler writing to whatever ``sys.stderr`` is when a record is emitted, not when it was made."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """timm's console logging (``setup_default_logging``'s format), installed once however often a command runs.
+
+    timm's own helper adds a handler bound to the current ``sys.stderr`` on every call, so commands run in one
+    process (tests, notebooks) pile up handlers that write to streams since closed.
+    """
+    if not any(isinstance(h, _StderrHandler) for h in logging.root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(FormatterNoInfo())
+        logging.root.addHandler(handler)
+    logging.root.setLevel(level)
 
 
 class UsageError(ValueError):

@@ -1,7 +1,7 @@
 """``timm-ignore prepare-cifar``: the official CIFAR archive -> ImageFolder tree with the paper's split."""
 import argparse
 
-from timm.utils import setup_default_logging
+from .options import setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.cifar import prepare_cifar, read_checksums
-    setup_default_logging()
+    setup_logging()
     checksums = read_checksums(args.checksums) if args.checksums else None
     prepare_cifar(args.source, args.output, dataset=args.dataset, num_val=args.num_val, checksums=checksums,
                   overwrite=args.overwrite)

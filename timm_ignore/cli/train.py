@@ -1,7 +1,7 @@
 """``timm-ignore train``: run a recipe YAML with timm's library on this machine (no timm checkout needed)."""
 import argparse
 
-from .options import add_device_option, add_model_options, recipe_settings
+from .options import add_device_option, add_model_options, recipe_settings, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,8 @@ RECIPE_FLAGS = ('data_dir', 'model', 'num_classes', 'epochs', 'seed', 'device', 
 
 
 def run(args: argparse.Namespace) -> int:
-    from timm.utils import setup_default_logging
-
     from ..train import TrainConfig, train
-    setup_default_logging()
+    setup_logging()
     overrides = dict(args.settings)
     overrides.update({k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None})
     if args.model_kwargs:
