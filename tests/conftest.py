@@ -18,12 +18,20 @@ def shared_data() -> pathlib.Path:
     return SHARED_DATA
 
 
+#: The root logger as the session started; commands that set up console logging (train, compare, prepare-cifar) change it.
+_ROOT_LOGGING = (logging.getLogger().level, list(logging.getLogger().handlers))
+
+
+def _reset_root_logging() -> None:
+    root = logging.getLogger()
+    root.setLevel(_ROOT_LOGGING[0])
+    root.handlers[:] = _ROOT_LOGGING[1]
+
+
 @pytest.fixture(autouse=True)
 def isolated_logging():
-    """Each test starts with the root logger as the session had it: commands that set up console logging (train,
-    compare, prepare-cifar) must not make later tests' commands print timm's INFO lines."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
+    """Each test starts and ends with the session's root logger, so no command (run by an earlier test or by a
+    module-scoped fixture) makes a later command print timm's INFO lines."""
+    _reset_root_logging()
     yield
-    root.setLevel(level)
-    root.handlers[:] = handlers
+    _reset_root_logging()
