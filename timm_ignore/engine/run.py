@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from ..provenance import code_version, device_name
 from ..train.loop import validate
-from ..train.runner import _trim_summary
+from ..train.summary import trim_summary
 from .augment import augment_batch, draw_augmentation, normalize
 from .data import ImageData, SplitTensors
 from .recipe import EngineRecipe
@@ -214,7 +214,7 @@ def train_run(
     else:
         (run_dir / 'args.yaml').write_text(yaml.safe_dump(args, sort_keys=False))
     start_epoch = state['epoch'] + 1
-    _trim_summary(run_dir / _SUMMARY, start_epoch)
+    trim_summary(run_dir / _SUMMARY, start_epoch)
     scheduler.step(start_epoch)
 
     loss_fn = nn.CrossEntropyLoss()

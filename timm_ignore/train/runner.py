@@ -5,7 +5,6 @@ The output folder holds ``args.yaml``, ``summary.csv`` (``epoch, train_loss, eva
 tools downstream (``compare``, ``plot-loss``, timm's validate.py) read runs of either trainer alike.
 """
 import contextlib
-import csv
 import functools
 import importlib
 import logging
@@ -29,6 +28,7 @@ from ..evaluate import find_split
 from ..models._state_dict_check import check_state_dict
 from .config import ConfigError, TrainConfig
 from .loop import train_one_epoch, validate
+from .summary import trim_summary
 
 __all__ = ['TrainResult', 'build_model', 'build_loader', 'check_inputs', 'train']
 
@@ -162,20 +162,6 @@ def _output_dir(config: TrainConfig, input_size: int) -> pathlib.Path:
     return pathlib.Path(get_outdir(str(path.parent), path.name))
 
 
-def _trim_summary(summary: pathlib.Path, start_epoch: int) -> None:
-    """Drop summary rows of epochs a resumed run is about to redo (written after the resumed checkpoint)."""
-    if not summary.is_file():
-        return
-    with open(summary, newline='') as f:
-        rows = list(csv.DictReader(f))
-    kept = [row for row in rows if int(row['epoch']) < start_epoch]
-    if len(kept) != len(rows):
-        with open(summary, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-
-
 def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, float]], None]] = None) -> TrainResult:
     """Train as timm's train.py would with the same settings, on one device.
 
@@ -230,7 +216,7 @@ def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, 
     if start_epoch > 0:
         if pathlib.Path(config.resume).resolve().parent == output_dir.resolve():
             saver.load_state_dict_from_checkpoint(config.resume)
-        _trim_summary(output_dir / 'summary.csv', start_epoch)
+        trim_summary(output_dir / 'summary.csv', start_epoch)
         lr_scheduler.step(start_epoch)
     _logger.info(f'Training {config.model} for epochs {start_epoch}..{num_epochs - 1}; output in {output_dir}')
 
