@@ -108,3 +108,23 @@ def test_recipe_file_errors(tmp_path):
 def test_fingerprint_tells_recipes_apart():
     assert EngineRecipe().fingerprint() == EngineRecipe().fingerprint()
     assert EngineRecipe().fingerprint() != EngineRecipe(epochs=199).fingerprint()
+
+
+def test_per_update_warmup_then_linear_to_zero():
+    """sched_on_updates + poly(power 1) + warmup_prefix: a linear ramp from warmup_lr, then a straight line to 0.
+
+    The lr is set before every optimizer update (timm's ``step_update``), so it never jumps at an epoch boundary.
+    With ``warmup_prefix`` timm adds the warm-up to ``epochs``: the run lasts ``warmup_epochs + epochs``.
+    """
+    steps, epochs, warmup, peak = 10, 5, 1, 0.2
+    recipe = EngineRecipe(epochs=epochs, lr=peak, sched='poly', decay_rate=1.0, sched_on_updates=True,
+                          warmup_epochs=warmup, warmup_lr=0.0, warmup_prefix=True, min_lr=0.0)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(recipe.to_namespace()), updates_per_epoch=steps)
+    assert num_epochs == warmup + epochs
+    total, ramp = (warmup + epochs) * steps, warmup * steps
+    for update in range(total):
+        scheduler.step_update(num_updates=update)
+        expected = peak * update / ramp if update < ramp else peak * (1 - (update - ramp) / (total - ramp))
+        assert optimizer.param_groups[0]['lr'] == pytest.approx(expected, abs=1e-12), update

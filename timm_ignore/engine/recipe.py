@@ -55,6 +55,8 @@ class EngineRecipe:
     decay_rate: float = 0.2
     warmup_epochs: int = 0
     warmup_lr: float = 1e-5
+    warmup_prefix: bool = False
+    sched_on_updates: bool = False
     min_lr: float = 0.0
     smoothing: float = 0.0
     # data
