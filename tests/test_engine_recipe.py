@@ -8,8 +8,11 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 from timm_ignore.engine import EngineRecipe, RecipeError, authors_param_groups
 from timm_ignore.engine.weight_decay import ATTENTION_DECAY, DENSENET_DECAY, RESNET_DECAY
+from timm_ignore.models.zoo import DATASETS
 
-AUTHORS_RECIPE = pathlib.Path(__file__).resolve().parents[1] / 'train_scripts' / 'cifar10_authors.yaml'
+RECIPES = pathlib.Path(__file__).resolve().parents[1] / 'train_scripts'
+AUTHORS_RECIPE = RECIPES / 'cifar10_authors.yaml'
+SHORT_RECIPE = RECIPES / 'cifar10_short.yaml'
 
 
 def test_authors_recipe_file_is_the_dataclass_default():
@@ -128,3 +131,12 @@ def test_per_update_warmup_then_linear_to_zero():
         scheduler.step_update(num_updates=update)
         expected = peak * update / ramp if update < ramp else peak * (1 - (update - ramp) / (total - ramp))
         assert optimizer.param_groups[0]['lr'] == pytest.approx(expected, abs=1e-12), update
+
+
+def test_short_recipe_normalises_as_the_tags_data_config():
+    """Weights trained with the short recipe see at test time, through timm's data config, what they trained on."""
+    recipe = EngineRecipe.from_yaml(SHORT_RECIPE)
+    cfg = timm.create_model('cifar_resnet50_se.cifar10').pretrained_cfg
+    assert recipe.input_norm == 'channel' and recipe.num_classes == DATASETS['cifar10'].num_classes
+    assert tuple(recipe.mean) == tuple(cfg['mean']) == DATASETS['cifar10'].mean
+    assert tuple(recipe.std) == tuple(cfg['std']) == DATASETS['cifar10'].std
