@@ -191,3 +191,15 @@ def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
     assert [(r['model'], r['seed']) for r in records] == [(r.model, r.seed) for r in RUNS]
     assert sum(line.startswith('done ') for line in lines) == 2
     assert any('queue' in line and 'ETA' in line for line in lines)
+
+
+def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path):
+    from timm_ignore.engine import train_run
+    steps = []
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    record = train_run(RUNS[0], recipe, load_image_folder(data_dir), tmp_path / RUNS[0].name,
+                       on_step=lambda *step: steps.append(step))
+    per_epoch = 256 // recipe.batch_size
+    assert [s[2:4] for s in steps] == [(i, per_epoch) for i in range(1, per_epoch + 1)]  # (step, steps) after each
+    assert all(s[0] == RUNS[0] and s[1] == 0 and s[4] > 0 and s[5] > 0 for s in steps)  # run, epoch, img/s, time
+    assert record['test_top1_err_flip'] is not None and record['epochs'] == 1

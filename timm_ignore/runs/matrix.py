@@ -55,13 +55,10 @@ def plan_matrix(specs: Sequence[RunSpec], output: pathlib.Path, epochs: Callable
 
 def recipe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every recipe key whose value differs (a key missing on one side shows as unset)."""
-    missing = object()
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, missing), new.get(key, missing)
-        if a != b:
-            changed.append(f'{key}: {"unset" if a is missing else a!r} -> {"unset" if b is missing else b!r}')
-    return changed
+    def shown(values: dict[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else 'unset'
+    return [f'{key}: {shown(old, key)} -> {shown(new, key)}' for key in sorted(set(old) | set(new))
+            if key not in old or key not in new or old[key] != new[key]]
 
 
 def check_matrix_folder(
