@@ -77,9 +77,11 @@ def test_one_test_error_per_run_from_every_entry_point(queue, tmp_path, capsys):
     from timm_ignore.hub.publish import publish_folder
     run = queue['queue'] / 'cifar_resnet50_se-seed1'
     record = json.loads((run / 'run.json').read_text())
-    assert main(['validate', str(queue['data']), '--checkpoint', str(run), '--json', '--device', 'cpu']) == 0
+    assert main(['validate', str(queue['data']), '--checkpoint', str(run), '--json', '--device', 'cpu',
+                 '--flip-tta']) == 0
     validated = json.loads(capsys.readouterr().out)
     assert round(validated['top1_err'], 4) == record['test_top1_err']
+    assert round(validated['top1_err_flip'], 4) == record['test_top1_err_flip']
     assert round(validated['top5_err'], 4) == record['test_top5_err']
     out = tmp_path / 'report'
     assert main(['compare', '--runs', str(queue['queue']), '--output', str(out), '--data-dir', str(queue['data']),
