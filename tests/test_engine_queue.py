@@ -203,3 +203,15 @@ def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path
     assert [s[2:4] for s in steps] == [(i, per_epoch) for i in range(1, per_epoch + 1)]  # (step, steps) after each
     assert all(s[0] == RUNS[0] and s[1] == 0 and s[4] > 0 and s[5] > 0 for s in steps)  # run, epoch, img/s, time
     assert record['test_top1_err_flip'] is not None and record['epochs'] == 1
+
+
+def test_compare_trains_the_engine_matrix_and_reports_it(recipe_file, data_dir, tmp_path, capsys):
+    argv = ['compare', '--trainer', 'engine', '-c', str(recipe_file), '--data-dir', str(data_dir), '--models',
+            'cifar_resnet50', '--seeds', '0', '--epochs', '1', '--device', 'cpu', '--output', str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / 'runs' / 'cifar_resnet50-seed0' / 'run.json').read_text())
+    assert record['epochs'] == 1 and f"| cifar_resnet50 | 1 | 1 | {record['test_top1_err']:.2f} |" in out
+    assert '— (1 vs 200 epochs)' in out and (tmp_path / 'val_loss.png').is_file()
+    assert main(argv) == 0  # again: kept, as train-queue keeps it
+    assert 'cifar_resnet50 seed 0: finished earlier, kept' in capsys.readouterr().out

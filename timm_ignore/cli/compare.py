@@ -116,15 +116,10 @@ def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit
     recipe = EngineRecipe.from_yaml(args.config, {**overrides, **dict(args.settings)})
     specs = [RunSpec(m, s) for m in args.models for s in args.seeds]
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    lines: list[str] = []
-
-    def log(line: str) -> None:
-        lines.append(line)
-        print(line, flush=True)
-    records = run_queue(specs, recipe, pathlib.Path(args.data_dir), runs_dir, device, recipe_name=args.config.name
-                        if hasattr(args.config, 'name') else pathlib.Path(args.config).name, log=log,
+    records = run_queue(specs, recipe, pathlib.Path(args.data_dir), runs_dir, device,
+                        recipe_name=pathlib.Path(args.config).name, log=lambda line: print(line, flush=True),
                         time_limit_s=time_limit)
-    left = next((line for line in lines if line.startswith('time limit: stopping')), '')
+    left = 'stopped by the time limit' if any(r is None for r in records) else ''  # run_queue raises on a failure
     return list(zip(specs, records)), left
 
 

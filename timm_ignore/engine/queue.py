@@ -13,7 +13,7 @@ import importlib
 import pathlib
 import queue as queue_lib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import timm
@@ -75,16 +75,38 @@ def check_queue(
 
 @dataclass
 class EngineTrainer:
-    """The engine as the matrix's trainer (:class:`timm_ignore.runs.Trainer`): runs on data held on the device."""
+    """The engine as the matrix's trainer (:class:`timm_ignore.runs.Trainer`): runs on data held on the device.
+
+    The data is decoded (unless given, on the CPU) and moved to ``device`` when the first run starts, so a matrix
+    with nothing left to train reads no image.
+    """
     recipe: EngineRecipe
     recipe_name: str
-    data: ImageData
+    data_dir: pathlib.Path
+    device: torch.device
+    data: Optional[ImageData] = None
+    _on_device: Optional[ImageData] = field(default=None, init=False, repr=False)
 
     def epochs(self, spec: RunSpec) -> int:
         return self.recipe.epochs
 
+    def loaded(self) -> ImageData:
+        """The decoded dataset, on the CPU.
+
+        Raises:
+            QueueError: The training split is smaller than one batch.
+        """
+        if self.data is None:
+            self.data = load_image_folder(self.data_dir)
+        if len(self.data.train) < self.recipe.batch_size:
+            raise QueueError(f'the training split has {len(self.data.train)} images, fewer than one batch '
+                             f'({self.recipe.batch_size}).')
+        return self.data
+
     def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
-        return train_run(spec, self.recipe, self.data, run_dir, self.recipe_name, on_epoch=progress.epoch,
+        if self._on_device is None:
+            self._on_device = self.loaded().to(self.device)
+        return train_run(spec, self.recipe, self._on_device, run_dir, self.recipe_name, on_epoch=progress.epoch,
                          on_step=progress.step, on_resume=progress.resumed)
 
 
@@ -159,16 +181,11 @@ def run_queue(
         pending = [p.spec for p in plan_matrix(runs, output, lambda spec: recipe.epochs) if not p.finished]
         log(f'{len(runs) - len(pending)} of {len(runs)} runs already finished; {len(pending)} to train on {device} '
             f'({parallel} at a time).')
-        if not pending:
-            return [read_record(r.folder(output)) for r in runs]
-        data = data or load_image_folder(data_dir)
-        if len(data.train) < recipe.batch_size:
-            raise QueueError(f'the training split has {len(data.train)} images, fewer than one batch '
-                             f'({recipe.batch_size}).')
+        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
         log_every = max(1, recipe.epochs // 20)
-        if parallel == 1:
-            trainer = EngineTrainer(recipe, recipe_name, data.to(device))
+        if parallel == 1 or not pending:
             return run_matrix(runs, output, trainer, log, time_limit_s, log_every=log_every).records
+        data = trainer.loaded()
         progress = Progress(list(runs), {s: recipe.epochs for s in pending}, log, parallel, log_every,
                             speeds=SpeedBook(output))
         failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
