@@ -11,10 +11,10 @@ from timm_ignore.evaluate import evaluate_split
 from timm_ignore.data.demo import DEMO_CLASSES, make_demo_dataset
 from timm_ignore.figures.loss_curves import plot_loss_curves, read_curve
 from timm_ignore.paper import read_paper_tables
-from timm_ignore.train.compare import RunRecord, format_table, summarize
+from timm_ignore.runs import RunRecord, format_table, summarize
 
-def _record(model: str, seed: int, top1: float, top5: float) -> RunRecord:
-    return RunRecord(model, seed, pathlib.Path(f'runs/{model}-seed{seed}'), 3, top1, top5)
+def _record(model: str, seed: int, top1: float, top5: float, epochs: int = 200) -> RunRecord:
+    return RunRecord(model, seed, pathlib.Path(f'runs/{model}-seed{seed}'), 3, top1, top5, epochs=epochs)
 
 
 def test_summary_is_mean_and_sample_std_with_paper_numbers():
@@ -27,14 +27,24 @@ def test_summary_is_mean_and_sample_std_with_paper_numbers():
     assert ign3.paper_top1 == 30.95  # spec section 7 headline
     assert plain.top1_std is None and plain.paper_top1 == 34.06 and plain.paper_top1_std == 1.02
     table = format_table(rows, 'title')
-    assert '| cifar_resnet50_se_ign3 | 2 | 31.00 ± 1.41 | 10.50 ± 0.71 | 30.95' in table
-    assert '| cifar_resnet50 | 1 | 35.00 | 12.00 | 34.06 ± 1.02 | 10.97 ± 0.54 |' in table
+    assert '| cifar_resnet50_se_ign3 | 2 | 200 | 31.00 ± 1.41 | 10.50 ± 0.71 | 30.95' in table
+    assert '| cifar_resnet50 | 1 | 200 | 35.00 | 12.00 | 34.06 ± 1.02 | 10.97 ± 0.54 | +0.94 |' in table
+
+
+def test_runs_shorter_than_the_papers_get_no_difference_and_say_so():
+    records = [_record('cifar_resnet50', 0, 92.0, 60.0, epochs=1), _record('cifar_resnet50_se', 0, 8.0, 1.0)]
+    short, full = summarize(records, 'cifar10', read_paper_tables())
+    assert short.epochs == '1' and short.paper_top1 is not None and short.top1_diff is None
+    assert full.epochs == '200' and full.top1_diff == pytest.approx(8.0 - full.paper_top1)
+    table = format_table([short, full], 't')
+    assert '| cifar_resnet50 | 1 | 1 | 92.00 | 60.00 |' in table and '— (1 vs 200 epochs) |' in table
+    assert "The paper's numbers are after 200 epochs; rows of runs with 1 epochs" in table
 
 
 def test_no_paper_number_for_unknown_rows():
     rows = summarize([_record('not_a_zoo_model', 0, 5.0, 1.0)], 'cifar100', read_paper_tables())
     assert rows[0].paper_top1 is None
-    assert '| not_a_zoo_model | 1 | 5.00 | 1.00 | — | — |' in format_table(rows, 't')
+    assert '| not_a_zoo_model | 1 | 200 | 5.00 | 1.00 | — | — |' in format_table(rows, 't')
 
 
 def _write_summary(path: pathlib.Path, losses: list[float]) -> pathlib.Path:

@@ -103,11 +103,17 @@ def test_killed_queue_resumes_to_the_uninterrupted_result(reference, recipe_file
     deadline = time.monotonic() + 300
     while not first_epoch.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    alive = process.poll() is None
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert alive, f'the queue ended (exit code {process.returncode}) before it could be killed'
+    assert first_epoch.is_file(), 'killed before the first run wrote last.pth.tar: nothing to resume from'
     assert not (output / RUNS[0].name / 'run.json').exists(), 'killed too late to test a resume'
+    killed_at = torch.load(first_epoch, weights_only=True)['epoch']  # the last epoch the killed child finished
+    assert 0 <= killed_at < SMALL['epochs']
     log = _run_to_end(recipe_file, data_dir, output)
     assert '0 of 2 runs already finished' in log
+    assert f'{RUNS[0].model} seed {RUNS[0].seed}: resuming from its last checkpoint at epoch {killed_at + 1}/' in log
     for run in RUNS:
         ours, theirs = output / run.name, reference / run.name
         assert (ours / 'summary.csv').read_text() == (theirs / 'summary.csv').read_text()
@@ -138,7 +144,7 @@ def _check(recipe=None, runs=RUNS, data_dir=None, output=None, device='cpu', par
     check_queue(runs, recipe or EngineRecipe(), data_dir, output, torch.device(device), parallel)
 
 
-def test_bad_input_is_refused_before_any_work(data_dir, reference, tmp_path):
+def test_bad_input_is_refused_before_any_work(data_dir, reference, recipe_file, tmp_path):
     with pytest.raises(QueueError, match='unknown model cifar_resnet51'):
         _check(runs=[RunSpec('cifar_resnet51', 0)], data_dir=data_dir, output=tmp_path / 'q')
     with pytest.raises(QueueError, match='does not exist'):
@@ -148,12 +154,12 @@ def test_bad_input_is_refused_before_any_work(data_dir, reference, tmp_path):
         _check(data_dir=tmp_path / 'flat', output=tmp_path / 'q')
     with pytest.raises(QueueError, match='has 10 classes but the recipe trains num_classes: 100'):
         _check(recipe=EngineRecipe(num_classes=100), data_dir=data_dir, output=tmp_path / 'q')
-    with pytest.raises(QueueError, match='holds a queue of another recipe'):
-        _check(recipe=EngineRecipe(epochs=4), data_dir=data_dir, output=reference)
-    with pytest.raises(QueueError, match='no CUDA GPU'):
-        if torch.cuda.is_available():
-            pytest.skip('this machine has a GPU')
-        _check(data_dir=data_dir, output=tmp_path / 'q', device='cuda')
+    with pytest.raises(QueueError, match='holds runs of another recipe') as refused:
+        _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=reference)
+    assert 'epochs: 3 -> 4' in str(refused.value) and 'start anew' in str(refused.value)  # what differs, and how out
+    if not torch.cuda.is_available():
+        with pytest.raises(QueueError, match='no CUDA GPU'):
+            _check(data_dir=data_dir, output=tmp_path / 'q', device='cuda')
     assert not (tmp_path / 'q').exists()  # nothing was created
 
 
@@ -185,3 +191,27 @@ def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
     assert [(r['model'], r['seed']) for r in records] == [(r.model, r.seed) for r in RUNS]
     assert sum(line.startswith('done ') for line in lines) == 2
     assert any('queue' in line and 'ETA' in line for line in lines)
+
+
+def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path):
+    from timm_ignore.engine import train_run
+    steps = []
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    record = train_run(RUNS[0], recipe, load_image_folder(data_dir), tmp_path / RUNS[0].name,
+                       on_step=lambda *step: steps.append(step))
+    per_epoch = 256 // recipe.batch_size
+    assert [s[2:4] for s in steps] == [(i, per_epoch) for i in range(1, per_epoch + 1)]  # (step, steps) after each
+    assert all(s[0] == RUNS[0] and s[1] == 0 and s[4] > 0 and s[5] > 0 for s in steps)  # run, epoch, img/s, time
+    assert record['test_top1_err_flip'] is not None and record['epochs'] == 1
+
+
+def test_compare_trains_the_engine_matrix_and_reports_it(recipe_file, data_dir, tmp_path, capsys):
+    argv = ['compare', '--trainer', 'engine', '-c', str(recipe_file), '--data-dir', str(data_dir), '--models',
+            'cifar_resnet50', '--seeds', '0', '--epochs', '1', '--device', 'cpu', '--output', str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / 'runs' / 'cifar_resnet50-seed0' / 'run.json').read_text())
+    assert record['epochs'] == 1 and f"| cifar_resnet50 | 1 | 1 | {record['test_top1_err']:.2f} |" in out
+    assert '— (1 vs 200 epochs)' in out and (tmp_path / 'val_loss.png').is_file()
+    assert main(argv) == 0  # again: kept, as train-queue keeps it
+    assert 'cifar_resnet50 seed 0: finished earlier, kept' in capsys.readouterr().out

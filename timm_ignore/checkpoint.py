@@ -30,11 +30,15 @@ from timm.data import resolve_data_config
 from timm.models import clean_state_dict
 from torch import nn
 
+from .dataset_tags import tag_for_classes
 from .models._state_dict_check import check_state_dict, classifier_keys
 
-__all__ = ['CHECKPOINT_FILES', 'DATA_CONFIG_ARGS', 'TrainingCheckpoint', 'find_checkpoint', 'load_into', 'load_model',
-           'read_checkpoint', 'check_model_name', 'create_model']
+__all__ = ['ARGS_FILE', 'CHECKPOINT_FILES', 'DATA_CONFIG_ARGS', 'TrainingCheckpoint', 'find_checkpoint', 'load_into',
+           'load_model', 'read_checkpoint', 'check_model_name', 'create_model']
 
+#: The run's settings in a run folder (train.py's name); with :data:`CHECKPOINT_FILES`, the part of a run folder's
+#: layout this loader reads. :mod:`timm_ignore.runs.layout` is the whole layout and re-exports these names.
+ARGS_FILE = 'args.yaml'
 #: Checkpoint of a run folder by choice: the best evaluated epoch or the last one.
 CHECKPOINT_FILES = {'best': 'model_best.pth.tar', 'last': 'last.pth.tar'}
 #: Run args that set the data config the model was trained and validated with.
@@ -113,7 +117,7 @@ def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
 
 def _run_args(path: Path, checkpoint: Any) -> tuple[dict[str, Any], Optional[Path]]:
     """The run's args: ``args.yaml`` beside the checkpoint, else the checkpoint's own ``args``."""
-    args_file = path.parent / 'args.yaml'
+    args_file = path.parent / ARGS_FILE
     if args_file.is_file():
         try:
             args = yaml.safe_load(args_file.read_text())
@@ -174,8 +178,6 @@ def load_into(model: nn.Module, checkpoint: TrainingCheckpoint, new_head: bool =
 
 def _model_name(name: Optional[str], checkpoint: TrainingCheckpoint, num_classes: Optional[int]) -> str:
     """``name`` or the run's model; a zoo model without a tag gets the tag of the run's class count."""
-    from .models.zoo import DATASETS, MODELS
-
     trained = (checkpoint.arch or '').split('.', 1)[0]
     trained = trained if timm.is_model(trained) else ''  # timm's saver writes the class name without run args
     if name is None:
@@ -185,10 +187,8 @@ def _model_name(name: Optional[str], checkpoint: TrainingCheckpoint, num_classes
     elif trained and trained != name.split('.', 1)[0]:
         raise ValueError(f'{checkpoint.path}: a checkpoint of {checkpoint.arch}, not of {name} (--model).')
     base, _, tag = name.partition('.')
-    spec = MODELS.get(base)
-    if spec is not None and not tag:
-        classes = num_classes or checkpoint.num_classes
-        tag = next((t for t in spec.family.datasets if DATASETS[t].num_classes == classes), '')
+    if not tag:
+        tag = tag_for_classes(base, num_classes or checkpoint.num_classes) or ''
     return f'{base}.{tag}' if tag else base
 
 

@@ -25,11 +25,13 @@ __all__ = ['EvalResult', 'Metrics', 'evaluate', 'evaluate_split', 'find_split', 
 @dataclass(frozen=True)
 class Metrics:
     """Top-1/top-5 error in % (top-5 is top-k with k = the class count when there are fewer than 5 classes), mean
-    cross-entropy loss, and the number of images measured."""
+    cross-entropy loss, and the number of images measured; with flip test-time augmentation also the top-1 error of
+    the mean softmax of each image and its horizontal mirror (``top1_err_flip``; the single view stays the headline)."""
     top1_err: float
     top5_err: float
     loss: float
     num_images: int
+    top1_err_flip: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ def evaluate(
         amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
         loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
         on_logits: Optional[Callable[[torch.Tensor], None]] = None,
+        flip_tta: bool = False,
 ) -> Metrics:
     """Errors and mean loss of ``model`` (put in eval mode) over every batch of ``loader``.
 
@@ -64,12 +67,14 @@ def evaluate(
         amp_autocast: Context of the forward pass (e.g. ``torch.autocast``).
         loss_fn: Mean loss of a batch (default: cross-entropy), weighted by the batch size over the loader.
         on_logits: Called with every batch's float32 logits, in loader order (e.g. to compare two models' outputs).
+        flip_tta: Also measure ``top1_err_flip``: the class of the mean of the softmax of each image and of its
+            horizontal mirror (probabilities rather than logits, so a confident view is not outvoted by its scale).
 
     Raises:
         ValueError: The loader yields no images.
     """
     model.eval()
-    loss_sum, top1, top5, count = 0., 0, 0, 0
+    loss_sum, top1, top5, count, top1_flip = 0., 0, 0, 0, 0
     for images, targets in loader:
         images, targets = images.to(device), targets.to(device)
         with amp_autocast():
@@ -82,10 +87,16 @@ def evaluate(
         top1 += hits[:, 0].sum().item()
         top5 += hits.any(dim=1).sum().item()
         count += targets.numel()
+        if flip_tta:
+            with amp_autocast():
+                mirrored = model(images.flip(-1)).float()
+            probs = logits.softmax(dim=1) + mirrored.softmax(dim=1)
+            top1_flip += probs.argmax(dim=1).eq(targets).sum().item()
     if not count:
         raise ValueError('no images to evaluate.')
     return Metrics(top1_err=100. * (count - top1) / count, top5_err=100. * (count - top5) / count,
-                   loss=loss_sum / count, num_images=count)
+                   loss=loss_sum / count, num_images=count,
+                   top1_err_flip=100. * (count - top1_flip) / count if flip_tta else None)
 
 
 def find_split(root: Union[str, Path], split: str, flag: str = '--data') -> Path:
@@ -151,6 +162,7 @@ def evaluate_split(
         device: Union[str, torch.device] = 'cpu',
         data_config: Optional[dict[str, Any]] = None,
         on_logits: Optional[Callable[[torch.Tensor], None]] = None,
+        flip_tta: bool = False,
 ) -> EvalResult:
     """Top-1/top-5 error and mean loss of ``model`` on every image of a split folder, with their provenance.
 
@@ -161,7 +173,7 @@ def evaluate_split(
         workers: Data loader worker processes.
         device: Device to evaluate on.
         data_config: Overrides of the resolved data config (``input_size``, ``mean``, ``std``, ``crop_pct``...).
-        on_logits: See :func:`evaluate`.
+        on_logits, flip_tta: See :func:`evaluate`.
 
     Raises:
         ValueError: The split has another number of classes than the model, or other label names, or no images.
@@ -180,7 +192,7 @@ def evaluate_split(
         dataset, input_size=config['input_size'], batch_size=batch_size, is_training=False, use_prefetcher=False,
         interpolation=config['interpolation'], mean=config['mean'], std=config['std'], crop_pct=config['crop_pct'],
         crop_mode=config.get('crop_mode'), num_workers=workers, device=torch.device(device))
-    metrics = evaluate(model.to(device), loader, device, on_logits=on_logits)
+    metrics = evaluate(model.to(device), loader, device, on_logits=on_logits, flip_tta=flip_tta)
     return EvalResult(
         **asdict(metrics), split_dir=str(split_dir), split_sha256=split_checksum(split_dir),
         class_names=tuple(class_names), data_config=dict(config), hardware=hardware_description(device),

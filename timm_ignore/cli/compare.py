@@ -3,12 +3,17 @@
 Without ``--data-dir`` it runs the DEMO: a synthetic dataset generated on the fly and a shrunk CIFAR recipe, so it
 needs no download and finishes in minutes on a CPU. Its numbers demonstrate the pipeline, not the paper.
 With ``--runs DIR`` it trains nothing: it reports the finished runs of a folder (a ``train-queue`` output).
+The runs are one matrix (``timm_ignore.runs.run_matrix``) trained by timm's library (``--trainer timm``, the default)
+or by the in-memory engine (``--trainer engine``, an engine recipe such as ``cifar10_authors.yaml``; what
+``train-queue`` runs), with the same checks, resume, progress lines and ``--time-limit``.
 """
 import argparse
 import pathlib
 from datetime import datetime
 
-from .options import add_device_option, add_model_options, recipe_settings, setup_logging
+from .options import (
+    UsageError, add_device_option, add_model_options, add_time_limit_option, recipe_settings, setup_logging,
+    time_limit_seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seeds', nargs='+', type=int, default=list(DEMO_SEEDS), help='one run per model and seed')
     parser.add_argument('--output', help='folder for the runs, results and plot (default output/compare/DATE-TIME)')
     parser.add_argument('--epochs', type=int, help='override the recipe epochs')
+    parser.add_argument('--trainer', choices=('timm', 'engine'), default='timm',
+                        help="timm: timm's loaders and train.py's recipe keys (default); engine: the in-memory engine "
+                             'and its recipes (train_scripts/cifar10_authors.yaml), as train-queue')
+    add_time_limit_option(parser)
     add_device_option(parser)
     add_model_options(parser, name=False)
     recipe_settings(parser)
@@ -37,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _paper_dataset(args: argparse.Namespace, num_classes, demo: bool = False) -> str:
-    from ..models.zoo import DATASETS
+    from ..dataset_tags import paper_dataset_for_classes
     if args.paper_dataset or demo:
         return args.paper_dataset
-    return next((d.paper_dataset for d in DATASETS.values() if d.num_classes == num_classes), None)
+    return paper_dataset_for_classes(num_classes)
 
 
 def _quiet_library_logs() -> None:
@@ -52,18 +61,25 @@ def _quiet_library_logs() -> None:
 
 def _data_name(run_dir: pathlib.Path, fallback: str) -> tuple[str, str]:
     """The name of the data a run trained on, and what it means when it is a known copy (the zoo's table)."""
-    from ..engine.run import read_record
     from ..models.zoo import data_copy
+    from ..runs import read_record
     copy = data_copy((read_record(run_dir) or {}).get('dataset'))
     return (copy.display_name, f'{copy.display_name}: {copy.meaning}') if copy else (fallback, '')
+
+
+#: How the report names its test numbers when a run's recipe normalised by the per-pixel mean image.
+_PIXEL_MEAN_NOTE = ('Test errors are measured as `validate` and `publish` measure them, through timm\'s data config; '
+                    'runs of a per-pixel-mean recipe (the authors\') are tested there with the mean image\'s channel '
+                    'means and std 1, and their record also holds the error with the exact mean image '
+                    '(`test_top1_err_pixel_mean` in run.json).')
 
 
 def report(args: argparse.Namespace) -> int:
     """``--runs``: the report of a folder of finished runs, nothing trained."""
     from ..checkpoint import read_checkpoint
     from ..paper import read_paper_tables
-    from ..train.compare import collect_finished_runs, format_runs, format_table, summarize, write_results
-    from .options import UsageError, resolve_device
+    from ..runs import collect_finished_runs, format_runs, format_table, summarize, write_results
+    from .options import resolve_device
 
     if args.config:
         raise UsageError('--runs reports runs that finished and trains nothing: drop -c/--config.')
@@ -79,7 +95,9 @@ def report(args: argparse.Namespace) -> int:
              f'(seeds {", ".join(map(str, seeds))}); data: {name}')
     rows = summarize(records, paper_dataset, paper_tables)
     table = format_table(rows, title)
-    text = table + (f'\n{meaning}\n' if meaning else '') + '\n**Runs**\n\n' + format_runs(records)
+    pixel_mean = any(read_checkpoint(r.run_dir).args.get('input_norm') == 'pixel_mean' for r in records)
+    text = table + (f'\n{meaning}\n' if meaning else '') + (f'\n{_PIXEL_MEAN_NOTE}\n' if pixel_mean else '') + \
+        '\n**Runs**\n\n' + format_runs(records)
     if unfinished:
         text += '\nNot finished, left out: ' + ', '.join(p.name for p in unfinished) + '\n'
     output.mkdir(parents=True, exist_ok=True)
@@ -89,15 +107,54 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit: float) -> tuple[list, str]:
+    """``--trainer engine``: the matrix on the in-memory engine (``train-queue``'s), with the engine's checks."""
+    import torch
+
+    from ..engine import EngineRecipe, RunSpec, run_queue
+    overrides = {} if args.epochs is None else {'epochs': args.epochs}
+    recipe = EngineRecipe.from_yaml(args.config, {**overrides, **dict(args.settings)})
+    specs = [RunSpec(m, s) for m in args.models for s in args.seeds]
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    records = run_queue(specs, recipe, pathlib.Path(args.data_dir), runs_dir, device,
+                        recipe_name=pathlib.Path(args.config).name, log=lambda line: print(line, flush=True),
+                        time_limit_s=time_limit)
+    left = 'stopped by the time limit' if any(r is None for r in records) else ''  # run_queue raises on a failure
+    return list(zip(specs, records)), left
+
+
+def _timm_records(args: argparse.Namespace, runs_dir: pathlib.Path, demo: bool, time_limit: float):
+    """The matrix on timm's library (the default trainer), every input checked before the first epoch."""
+    from ..runs import check_matrix_folder, hold_folder, run_matrix
+    from ..train.compare import plan_runs
+    if demo:
+        from ..train.demo import DEMO_RECIPE
+        overrides = {**DEMO_RECIPE, 'data_dir': str(runs_dir.parent / 'demo-data')}
+    else:
+        overrides = {'data_dir': args.data_dir}
+    overrides.update(dict(args.settings))
+    if args.model_kwargs:
+        overrides['model_kwargs'] = dict(args.model_kwargs)
+    flags = (('epochs', args.epochs), ('device', args.device), ('num_classes', args.num_classes))
+    overrides.update({k: v for k, v in flags if v is not None})
+    if demo:
+        from ..data.demo import make_demo_dataset
+        make_demo_dataset(runs_dir.parent / 'demo-data', per_class=tuple(args.demo_per_class))
+    trainer = plan_runs(args.models, args.seeds, args.config, overrides, runs_dir, args.test_split)
+    check_matrix_folder(runs_dir, trainer.specs, None, None)
+    with hold_folder(runs_dir):
+        result = run_matrix(trainer.specs, runs_dir, trainer, log=lambda line: print(line, flush=True),
+                            time_limit_s=time_limit)
+    return list(zip(trainer.specs, result.records)), result.left, next(iter(trainer.configs.values())).num_classes
+
+
 def run(args: argparse.Namespace) -> int:
     if args.runs:
         return report(args)
 
     from ..checkpoint import check_model_name
     from ..paper import read_paper_tables
-    from ..train import TrainConfig
-    from ..train.compare import format_table, plan_runs, run_comparison, summarize, write_results
-    from .options import UsageError
+    from ..runs import run_record_of, score_run, summarize, format_table, write_results
 
     setup_logging()
     _quiet_library_logs()
@@ -111,29 +168,27 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError('a recipe (-c/--config) needs --data-dir; without --data-dir the DEMO runs.')
     if not demo and not args.config:
         raise UsageError('--data-dir needs a recipe (-c train_scripts/cifar100.yaml, ...).')
-    if demo:
-        from ..train.demo import DEMO_RECIPE
-        overrides = {**DEMO_RECIPE, 'data_dir': str(output / 'demo-data')}
-    else:
-        overrides = {'data_dir': args.data_dir}
-    overrides.update(dict(args.settings))
-    if args.model_kwargs:
-        overrides['model_kwargs'] = dict(args.model_kwargs)
-    flags = (('epochs', args.epochs), ('device', args.device), ('num_classes', args.num_classes))
-    overrides.update({k: v for k, v in flags if v is not None})
+    if demo and args.trainer == 'engine':
+        raise UsageError('--trainer engine needs --data-dir and an engine recipe; the DEMO runs on --trainer timm.')
+    time_limit = time_limit_seconds(args)
     # every input is checked before the first epoch: paper tables, recipe, models and their args, data, run folders
     paper_tables = read_paper_tables(args.paper_tables)
-    num_classes = TrainConfig.from_recipe(args.config, overrides).num_classes
     for model in args.models:
         check_model_name(model, flag='--models')
-    if demo:
-        from ..data.demo import make_demo_dataset
-        make_demo_dataset(output / 'demo-data', per_class=tuple(args.demo_per_class))
-    plan = plan_runs(args.models, args.seeds, args.config, overrides, output / 'runs', args.test_split)
-    kept = sum(done for _, done in plan)
-    print(f'{len(plan)} runs in {output / "runs"}' + (f' ({kept} finished earlier, kept)' if kept else '') +
-          f'; if interrupted, run the same command with --output {output} to continue.', flush=True)
-    records = run_comparison(plan, args.test_split)
+    runs_dir = output / 'runs'
+    print(f'runs in {runs_dir}; if interrupted, run the same command with --output {output} to continue.', flush=True)
+    if args.trainer == 'engine':
+        done, left = _engine_records(args, runs_dir, time_limit)
+        num_classes = None
+    else:
+        done, left, num_classes = _timm_records(args, runs_dir, demo, time_limit)
+    if left:
+        return 0  # the matrix said what is left; the report waits for every run
+    records = [run_record_of(record or score_run(spec.folder(runs_dir), args.test_split, device=args.device),
+                             spec.folder(runs_dir)) for spec, record in done]
+    if num_classes is None:
+        from ..checkpoint import read_checkpoint
+        num_classes = read_checkpoint(records[0].run_dir).num_classes
     rows = summarize(records, _paper_dataset(args, num_classes, demo), paper_tables)
     what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
     title = f'{args.test_split} error at the best validation epoch, mean ± std over seeds {args.seeds}; data: {what}'
@@ -146,5 +201,5 @@ def run(args: argparse.Namespace) -> int:
     if demo and {'cifar_resnet50_se', 'cifar_resnet50_se_ign3'} <= set(args.models):
         from ..train.demo import SIGN_SYMMETRY_NOTE
         print(SIGN_SYMMETRY_NOTE)
-    print(f'results: {output / "results.md"}  runs: {output / "runs"}  Figure 1: {figure}')
+    print(f'results: {output / "results.md"}  runs: {runs_dir}  Figure 1: {figure}')
     return 0

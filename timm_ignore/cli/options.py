@@ -15,7 +15,7 @@ from timm.utils import FormatterNoInfo, ParseKwargs
 from ..devices import resolve_device
 
 __all__ = ['UsageError', 'KeyValueKwargs', 'add_checkpoint_options', 'add_device_option', 'add_model_options',
-           'recipe_settings', 'resolve_device', 'setup_logging']
+           'add_time_limit_option', 'recipe_settings', 'resolve_device', 'setup_logging', 'time_limit_seconds']
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -101,3 +101,25 @@ def recipe_settings(parser: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE ...``: any other recipe key, its value in the recipe's YAML syntax."""
     parser.add_argument('--set', nargs='*', default=[], type=_yaml_value, metavar='KEY=VALUE', dest='settings',
                         help='any other recipe key (values in YAML syntax), e.g. batch_size=64 workers=8')
+
+
+def add_time_limit_option(parser: argparse.ArgumentParser) -> None:
+    """``--time-limit DURATION`` of a run matrix (parsed by :func:`time_limit_seconds`)."""
+    parser.add_argument('--time-limit', metavar='DURATION',
+                        help='e.g. 2h30m, 90m, 45s: start a run only when its estimated time (from the speed measured '
+                             'in this output folder) fits in what is left, then stop cleanly; run again to continue')
+
+
+def time_limit_seconds(args: argparse.Namespace) -> Optional[float]:
+    """Seconds of ``--time-limit``, None without one.
+
+    Raises:
+        UsageError: Not a positive duration (one line, before any work).
+    """
+    from ..runs import TimeLimitError, parse_duration  # the runs layer loads torch: only when a matrix runs
+    if args.time_limit is None:
+        return None
+    try:
+        return parse_duration(args.time_limit)
+    except TimeLimitError as e:
+        raise UsageError(str(e)) from None

@@ -1,10 +1,15 @@
-"""``timm-ignore train-queue``: train (model, seed) runs with the in-memory engine on one device, resumably."""
+"""``timm-ignore train-queue``: train (model, seed) runs with the in-memory engine on one device, resumably.
+
+The engine's entry to the run matrix (``timm_ignore.runs.run_matrix``), with the zoo's model selection (``--zoo``,
+patterns); ``compare --trainer engine`` runs the same matrix and reports it.
+"""
 import argparse
 import fnmatch
 import pathlib
 import sys
 
 from ..models.zoo import DATASETS, MODELS
+from .options import UsageError, add_time_limit_option, time_limit_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', help='cuda, cuda:1, cpu (default: cuda when available, else cpu)')
     parser.add_argument('--parallel', type=int, default=1, help='runs trained at once on the device (processes)')
     parser.add_argument('--epochs', type=int, help="override the recipe's epochs (e.g. a short smoke run)")
+    add_time_limit_option(parser)
 
 
 def _model_names(args: argparse.Namespace) -> list[str]:
@@ -47,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
         runs = [RunSpec(model, seed) for model in _model_names(args) for seed in args.seeds]
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         records = run_queue(runs, recipe, args.data_dir, args.output, device, args.parallel,
-                            recipe_name=args.config.name, log=lambda line: print(line, flush=True))
-    except (RecipeError, QueueError, ValueError) as e:
+                            recipe_name=args.config.name, log=lambda line: print(line, flush=True),
+                            time_limit_s=time_limit_seconds(args))
+    except (RecipeError, QueueError, UsageError, ValueError) as e:
         print(f'timm-ignore train-queue: error: {e}', file=sys.stderr)
         return 2
     except RuntimeError as e:
         print(f'timm-ignore train-queue: {e}', file=sys.stderr)
         return 1
-    print(f'{len(records)} runs finished in {args.output}')
+    finished = sum(r is not None for r in records)
+    print(f'{finished} of {len(records)} runs finished in {args.output}')
     return 0

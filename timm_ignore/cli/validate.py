@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
     add_device_option(parser)
+    parser.add_argument('--flip-tta', action='store_true',
+                        help='also the top-1 error with flip test-time augmentation (mean softmax of each image and '
+                             'its mirror); the single-view error stays the headline')
     parser.add_argument('--json', action='store_true', help='print the result as JSON')
 
 
@@ -34,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         model, _ = load_model(args.checkpoint, args.model, which=args.which, ema=args.ema,
                               model_kwargs=args.model_kwargs, num_classes=args.num_classes)
-    result = evaluate_split(model, split_dir, batch_size=args.batch_size, workers=args.workers, device=device)
+    result = evaluate_split(model, split_dir, batch_size=args.batch_size, workers=args.workers, device=device,
+                            flip_tta=args.flip_tta)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(f'{args.model or model.pretrained_cfg["architecture"]}: top-1 err {result.top1_err:.2f}%, top-5 err '
-              f'{result.top5_err:.2f}%, loss {result.loss:.4f} on {result.num_images} images of {result.split_dir}')
+              f'{result.top5_err:.2f}%, loss {result.loss:.4f} on {result.num_images} images of {result.split_dir}'
+              + ('' if result.top1_err_flip is None else f'; flip TTA top-1 err {result.top1_err_flip:.2f}%'))
     return 0

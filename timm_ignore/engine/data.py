@@ -6,7 +6,6 @@ exactly as timm's ImageFolder reader lists them (same class order), so a model t
 tools on the same labels. CIFAR-10 needs 180 MB as uint8; held on the GPU, a training step reads its batch without
 the CPU or a data loader.
 """
-import json
 import os
 import pathlib
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+
+from ..runs import read_data_description
 
 __all__ = ['DataError', 'SplitTensors', 'ImageData', 'check_image_folder', 'load_image_folder', 'REQUIRED_SPLITS']
 
@@ -151,13 +152,7 @@ def load_image_folder(root: Union[str, os.PathLike]) -> ImageData:
     pixel_sums = train.images.sum(0, dtype=torch.int64)  # exact
     mean_image = (pixel_sums.double() / (255.0 * len(train))).permute(2, 0, 1).float().contiguous()
     test = loaded['test'][0] if 'test' in loaded else None
-    return ImageData(train, loaded['validation'][0], test, classes, mean_image, str(root.resolve()), _description(root))
+    return ImageData(train, loaded['validation'][0], test, classes, mean_image, str(root.resolve()),
+                     read_data_description(root))
 
 
-def _description(root: pathlib.Path) -> dict:
-    from ..data.cifar import MARKER
-    try:
-        description = json.loads((root / MARKER).read_text())
-    except (OSError, ValueError):
-        return {}
-    return description if isinstance(description, dict) else {}

@@ -9,57 +9,37 @@ CIFAR networks leave most of it idle when trained one at a time (kernel launches
 separate processes fill it without any coordination beyond the work list. The dataset is decoded once and handed to
 the workers in shared memory.
 """
-import fcntl
-import json
-import os
+import importlib
 import pathlib
 import queue as queue_lib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+import timm
 import torch
 
+from ..runs import (
+    MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, plan_matrix,
+    read_record, run_matrix, write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
-from .run import EpochReport, RunSpec, read_record, train_run
+from .run import train_run
 
-__all__ = ['QueueError', 'QUEUE_FILE', 'check_queue', 'run_queue']
+__all__ = ['QueueError', 'EngineTrainer', 'check_queue', 'run_queue']
 
-QUEUE_FILE = 'queue.json'
-_LOCK_FILE = '.queue.lock'
-
-
-class QueueError(ValueError):
-    """A queue that cannot start: bad model, device, data, or an output folder of another recipe."""
+#: A queue that cannot start (bad model, device, data, or an output folder of another recipe): the matrix's error.
+QueueError = MatrixError
+#: Seconds between a worker's progress lines within an epoch (the parent prints what it is sent).
+_WORKER_STEP_INTERVAL_S = 45.0
 
 
 def _check_models(runs: Sequence[RunSpec], recipe: EngineRecipe) -> None:
-    import importlib
-
-    import timm
     for module in recipe.device_modules:
         importlib.import_module(module)
     unknown = sorted({r.model for r in runs if not timm.is_model(r.model)})
     if unknown:
         raise QueueError(f'unknown model {", ".join(unknown)}; `timm-ignore models` lists the registered ones.')
-
-
-def _check_output(output: pathlib.Path, recipe: EngineRecipe, runs: Sequence[RunSpec]) -> None:
-    if output.exists() and not output.is_dir():
-        raise QueueError(f'--output {output} is a file; give a folder for the queue.')
-    fingerprint = recipe.fingerprint()
-    queue_file = output / QUEUE_FILE
-    if queue_file.is_file():
-        known = json.loads(queue_file.read_text())
-        if known.get('recipe_fingerprint') != fingerprint:
-            raise QueueError(
-                f'--output {output} holds a queue of another recipe ({known.get("recipe_name") or "unnamed"}); '
-                f'resume it with that recipe or give another --output.')
-    for run in runs:
-        record = read_record(output / run.name)
-        if record is not None and record.get('recipe_fingerprint') != fingerprint:
-            raise QueueError(f'{output / run.name} was trained with another recipe; give another --output.')
 
 
 def check_queue(
@@ -86,64 +66,48 @@ def check_queue(
         check_image_folder(data_dir)
     except DataError as e:
         raise QueueError(f'--data-dir: {e}') from None
-    num_classes = sum(1 for p in (data_dir / 'train').iterdir() if p.is_dir())
-    if num_classes != recipe.num_classes:
-        raise QueueError(
-            f'--data-dir has {num_classes} classes but the recipe trains num_classes: {recipe.num_classes}.')
-    _check_output(output, recipe, runs)
-
-
-def _write_queue_file(output: pathlib.Path, recipe: EngineRecipe, recipe_name: str, runs: Sequence[RunSpec]) -> None:
-    queue_file = output / QUEUE_FILE
-    known = json.loads(queue_file.read_text())['runs'] if queue_file.is_file() else []
-    entries = known + [e for e in ({'model': r.model, 'seed': r.seed} for r in runs) if e not in known]
-    text = json.dumps(dict(recipe_name=recipe_name, recipe_fingerprint=recipe.fingerprint(), recipe=recipe.to_dict(),
-                           runs=entries), indent=2)
-    tmp = queue_file.with_name(f'.{QUEUE_FILE}.tmp')
-    tmp.write_text(text + '\n')
-    os.replace(tmp, queue_file)
-
-
-def _format_time(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
+    try:
+        check_class_count(data_dir, recipe.num_classes)
+    except ValueError as e:
+        raise QueueError(str(e)) from None
+    check_matrix_folder(output, runs, recipe.to_dict(), recipe.fingerprint())
 
 
 @dataclass
-class _Progress:
-    """Per-run and whole-queue progress lines with images/s and ETA."""
-    runs: Sequence[RunSpec]
-    epochs: int
-    parallel: int
-    log: Callable[[str], None]
-    log_every: int = 1
-    started: float = field(default_factory=time.perf_counter)
-    epochs_done: dict = field(default_factory=dict)
-    images: int = 0
-    epoch_times: list = field(default_factory=list)
+class EngineTrainer:
+    """The engine as the matrix's trainer (:class:`timm_ignore.runs.Trainer`): runs on data held on the device.
 
-    def epoch(self, report: EpochReport, images: int) -> None:
-        self.epochs_done[report.run] = report.epoch + 1
-        self.images += images
-        self.epoch_times.append(report.epoch_time_s)
-        if report.epoch % self.log_every and report.epoch + 1 != report.epochs:
-            return
-        mean_epoch = sum(self.epoch_times[-50:]) / len(self.epoch_times[-50:])
-        run_eta = (report.epochs - report.epoch - 1) * report.epoch_time_s
-        left = sum(self.epochs - self.epochs_done.get(r, 0) for r in self.runs)
-        elapsed = time.perf_counter() - self.started
-        self.log(
-            f'[{self.runs.index(report.run) + 1}/{len(self.runs)}] {report.run.name} epoch {report.epoch + 1}/'
-            f'{report.epochs}  loss {report.train_loss:.4f}  val err {report.val_top1_err:.2f}%  lr {report.lr:.2g}  '
-            f'{report.images_per_s:,.0f} img/s  run ETA {_format_time(run_eta)}  |  queue '
-            f'{self.images / elapsed:,.0f} img/s, ETA {_format_time(left * mean_epoch / self.parallel)}')
+    The data is decoded (unless given, on the CPU) and moved to ``device`` when the first run starts, so a matrix
+    with nothing left to train reads no image.
+    """
+    recipe: EngineRecipe
+    recipe_name: str
+    data_dir: pathlib.Path
+    device: torch.device
+    data: Optional[ImageData] = None
+    _on_device: Optional[ImageData] = field(default=None, init=False, repr=False)
 
-    def finished(self, run: RunSpec, record: dict[str, Any]) -> None:
-        self.epochs_done[run] = self.epochs
-        test = record.get('test_top1_err')
-        self.log(f'done {run.name}: best epoch {record["best_epoch"]}, val err {record["val_top1_err"]:.2f}%'
-                 f'{"" if test is None else f", test err {test:.2f}%"}, {_format_time(record["wall_time_s"])}')
+    def epochs(self, spec: RunSpec) -> int:
+        return self.recipe.epochs
+
+    def loaded(self) -> ImageData:
+        """The decoded dataset, on the CPU.
+
+        Raises:
+            QueueError: The training split is smaller than one batch.
+        """
+        if self.data is None:
+            self.data = load_image_folder(self.data_dir)
+        if len(self.data.train) < self.recipe.batch_size:
+            raise QueueError(f'the training split has {len(self.data.train)} images, fewer than one batch '
+                             f'({self.recipe.batch_size}).')
+        return self.data
+
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+        if self._on_device is None:
+            self._on_device = self.loaded().to(self.device)
+        return train_run(spec, self.recipe, self._on_device, run_dir, self.recipe_name, on_epoch=progress.epoch,
+                         on_step=progress.step, on_resume=progress.resumed)
 
 
 def _worker(
@@ -159,12 +123,20 @@ def _worker(
     """Worker process: train runs from ``tasks`` until it yields None, reporting to ``events``."""
     torch.set_num_threads(threads)
     for module in recipe.device_modules:
-        __import__(module)
+        importlib.import_module(module)
     data = data.to(torch.device(device))
+    last_step = [0.0]
+
+    def on_step(*step: Any) -> None:  # at most one line per interval crosses the process boundary
+        if time.monotonic() - last_step[0] >= _WORKER_STEP_INTERVAL_S:
+            last_step[0] = time.monotonic()
+            events.put(('step', step))
+
     while (spec := tasks.get()) is not None:
         try:
             record = train_run(spec, recipe, data, pathlib.Path(output) / spec.name, recipe_name,
-                               on_epoch=lambda report: events.put(('epoch', report)))
+                               on_epoch=lambda report: events.put(('epoch', report)), on_step=on_step,
+                               on_resume=lambda *resume: events.put(('resume', resume)))
             events.put(('done', spec, record))
         except Exception as e:  # reported by the parent, which fails the queue at the end
             events.put(('error', spec, f'{type(e).__name__}: {e}'))
@@ -180,8 +152,9 @@ def run_queue(
         recipe_name: str = '',
         log: Callable[[str], None] = print,
         data: Optional[ImageData] = None,
-) -> list[dict[str, Any]]:
-    """Train every run not finished yet; returns the records of all ``runs``, in order.
+        time_limit_s: Optional[float] = None,
+) -> list[Optional[dict[str, Any]]]:
+    """Train every run not finished yet; returns the records of all ``runs``, in order (None: left for later).
 
     Args:
         runs: (model, seed) pairs; runs already finished in ``output`` are kept as they are.
@@ -193,96 +166,84 @@ def run_queue(
         recipe_name: The recipe's name for the records (its file name).
         log: Where progress lines go.
         data: The decoded dataset when the caller already has it (on the CPU); else read from ``data_dir``.
+        time_limit_s: Start a run only when its estimated time fits in what is left of this many seconds, then
+            stop with a line saying what is left (``timm_ignore.runs.budget``); one run at a time only.
 
     Raises:
         QueueError: From :func:`check_queue`, or another queue already running in ``output``.
         RuntimeError: Some runs failed; the others finished and are recorded.
     """
     check_queue(runs, recipe, data_dir, output, device, parallel)
-    output.mkdir(parents=True, exist_ok=True)
-    lock = open(output / _LOCK_FILE, 'w')
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise QueueError(f'another queue is already running in {output}.') from None
-    try:
-        _write_queue_file(output, recipe, recipe_name, runs)
-        pending = [r for r in runs if read_record(output / r.name) is None]
+    if time_limit_s is not None and parallel > 1:
+        raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
+    with hold_folder(output):
+        write_queue_file(output, runs, recipe.to_dict(), recipe.fingerprint(), recipe_name)
+        pending = [p.spec for p in plan_matrix(runs, output, lambda spec: recipe.epochs) if not p.finished]
         log(f'{len(runs) - len(pending)} of {len(runs)} runs already finished; {len(pending)} to train on {device} '
             f'({parallel} at a time).')
-        if pending:
-            data = data or load_image_folder(data_dir)
-            if len(data.train) < recipe.batch_size:
-                raise QueueError(f'the training split has {len(data.train)} images, fewer than one batch '
-                                 f'({recipe.batch_size}).')
-            progress = _Progress(pending, recipe.epochs, parallel, log, log_every=max(1, recipe.epochs // 20))
-            images_per_epoch = len(data.train) // recipe.batch_size * recipe.batch_size
-            job = _Job(pending, recipe, recipe_name, data, output, device, progress, images_per_epoch)
-            failed = job.run_here() if parallel == 1 else job.run_workers(parallel)
-            if failed:
-                raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))
-        return [read_record(output / r.name) for r in runs]
-    finally:
-        lock.close()
+        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
+        log_every = max(1, recipe.epochs // 20)
+        if parallel == 1 or not pending:
+            return run_matrix(runs, output, trainer, log, time_limit_s, log_every=log_every).records
+        data = trainer.loaded()
+        progress = Progress(list(runs), {s: recipe.epochs for s in pending}, log, parallel, log_every,
+                            speeds=SpeedBook(output))
+        failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
+        if failed:
+            raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))
+        return [read_record(r.folder(output)) for r in runs]
 
 
-@dataclass
-class _Job:
-    """The runs left to train and what every one of them shares."""
-    pending: Sequence[RunSpec]
-    recipe: EngineRecipe
-    recipe_name: str
-    data: ImageData
-    output: pathlib.Path
-    device: torch.device
-    progress: _Progress
-    images_per_epoch: int
-
-    def run_here(self) -> list[tuple[RunSpec, str]]:
-        """Train the runs one after another in this process; a failure ends the queue."""
-        data = self.data.to(self.device)
-        for spec in self.pending:
-            record = train_run(spec, self.recipe, data, self.output / spec.name, self.recipe_name,
-                               on_epoch=lambda report: self.progress.epoch(report, self.images_per_epoch))
-            self.progress.finished(spec, record)
-        return []
-
-    def run_workers(self, parallel: int) -> list[tuple[RunSpec, str]]:
-        """Train the runs in ``parallel`` worker processes; returns the failed runs and why."""
-        context = torch.multiprocessing.get_context('spawn')
-        tasks, events = context.Queue(), context.Queue()
-        workers = min(parallel, len(self.pending))
-        for spec in [*self.pending, *[None] * workers]:
-            tasks.put(spec)
-        self.data.share_memory_()
-        cpu = self.device.type == 'cpu'
-        threads = max(1, torch.get_num_threads() // workers) if cpu else torch.get_num_threads()
-        processes = [context.Process(
-            target=_worker, daemon=True,
-            args=(tasks, events, self.recipe, self.recipe_name, self.data, str(self.output), str(self.device), threads),
-        ) for _ in range(workers)]
-        for process in processes:
-            process.start()
-        failed, finished = [], 0
-        while finished < len(self.pending):
-            try:
-                event = events.get(timeout=5.0)
-            except queue_lib.Empty:
-                if not any(p.is_alive() for p in processes):
-                    done = {spec for spec, _ in failed}
-                    failed += [(s, 'worker process died') for s in self.pending
-                               if s not in done and read_record(self.output / s.name) is None]
-                    break
-                continue
-            if event[0] == 'epoch':
-                self.progress.epoch(event[1], self.images_per_epoch)
-                continue
-            finished += 1
-            if event[0] == 'done':
-                self.progress.finished(event[1], event[2])
-            else:
-                failed.append((event[1], event[2]))
-                self.progress.log(f'FAILED {event[1].name}: {event[2]}')
-        for process in processes:
-            process.join()
-        return failed
+def _run_workers(
+        pending: Sequence[RunSpec],
+        recipe: EngineRecipe,
+        recipe_name: str,
+        data: ImageData,
+        output: pathlib.Path,
+        device: torch.device,
+        progress: Progress,
+        parallel: int,
+) -> list[tuple[RunSpec, str]]:
+    """Train the runs in ``parallel`` worker processes; returns the failed runs and why."""
+    context = torch.multiprocessing.get_context('spawn')
+    tasks, events = context.Queue(), context.Queue()
+    workers = min(parallel, len(pending))
+    for spec in [*pending, *[None] * workers]:
+        tasks.put(spec)
+    data.share_memory_()
+    threads = max(1, torch.get_num_threads() // workers) if device.type == 'cpu' else torch.get_num_threads()
+    processes = [context.Process(
+        target=_worker, daemon=True,
+        args=(tasks, events, recipe, recipe_name, data, str(output), str(device), threads),
+    ) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    failed, finished = [], 0
+    while finished < len(pending):
+        try:
+            event = events.get(timeout=5.0)
+        except queue_lib.Empty:
+            if not any(p.is_alive() for p in processes):
+                done = {spec for spec, _ in failed}
+                failed += [(s, 'worker process died') for s in pending
+                           if s not in done and read_record(s.folder(output)) is None]
+                break
+            continue
+        kind = event[0]
+        if kind == 'epoch':
+            progress.epoch(event[1])
+        elif kind == 'step':
+            progress.step(*event[1])
+        elif kind == 'resume':
+            progress.resumed(*event[1])
+        if kind in ('epoch', 'step', 'resume'):
+            continue
+        finished += 1
+        if kind == 'done':
+            progress.finished(event[1], event[2])
+        else:
+            failed.append((event[1], event[2]))
+            progress.log(f'FAILED {event[1].name}: {event[2]}')
+    for process in processes:
+        process.join()
+    return failed

@@ -11,13 +11,10 @@ bit on the CPU, up to cuDNN's nondeterminism on a GPU.
 """
 import datetime
 import functools
-import json
 import logging
 import math
-import os
 import pathlib
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import timm
@@ -30,67 +27,24 @@ from timm.utils import update_summary
 from torch import nn
 from torch.nn import functional as F
 
+from ..evaluate import evaluate
 from ..provenance import code_version, device_name
-from ..train.loop import validate
-from ..train.summary import trim_summary
+from ..runs import (
+    ARGS_FILE, BEST_CHECKPOINT, ENGINE_TRAINER, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, atomic_save,
+    read_record, score_run, summary_metrics, trim_summary, write_record)
 from .augment import augment_batch, draw_augmentation, normalize
 from .data import ImageData, SplitTensors
 from .recipe import EngineRecipe
 from .weight_decay import authors_param_groups
 
-__all__ = ['RunSpec', 'EpochReport', 'train_run', 'read_record', 'RECORD_FILE']
+__all__ = ['StepCallback', 'train_run']
 
 _logger = logging.getLogger(__name__)
 
-RECORD_FILE = 'run.json'
-_LAST = 'last.pth.tar'
-_BEST = 'model_best.pth.tar'
-_SUMMARY = 'summary.csv'
 #: Offset between a run's seed and its data generator's seed, so model init and data order are separate streams.
 _DATA_SEED_OFFSET = 0x5EED
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One queue entry: a registered model and a seed."""
-    model: str
-    seed: int
-
-    @property
-    def name(self) -> str:
-        """The run's folder name."""
-        return f'{self.model}-seed{self.seed}'
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    """Progress of a run after one epoch (``epoch`` counts from 0, as in summary.csv)."""
-    run: RunSpec
-    epoch: int
-    epochs: int
-    train_loss: float
-    val_top1_err: float
-    lr: float
-    images_per_s: float
-    epoch_time_s: float
-
-
-def read_record(run_dir: pathlib.Path) -> Optional[dict[str, Any]]:
-    """The record of a finished run, or None when the run has not finished."""
-    path = run_dir / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _atomic_save(obj: Any, path: pathlib.Path) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
+#: ``(run, epoch, step, steps, img/s so far, seconds into the epoch)``, called after every step of an epoch.
+StepCallback = Callable[[RunSpec, int, int, int, float, float], None]
 
 
 class _Inputs:
@@ -149,7 +103,7 @@ def _train_py_args(spec: RunSpec, recipe: EngineRecipe, data: ImageData) -> dict
     return dict(
         recipe.to_dict(), model=spec.model, seed=spec.seed, data_dir=data.source, dataset='', mean=mean, std=std,
         input_size=list(data.mean_image.shape), crop_pct=1.0, interpolation='bilinear', class_names=list(data.classes),
-        trainer='timm_ignore.engine')
+        trainer=ENGINE_TRAINER)
 
 
 def train_run(
@@ -159,6 +113,8 @@ def train_run(
         run_dir: pathlib.Path,
         recipe_name: str = '',
         on_epoch: Optional[Callable[[EpochReport], None]] = None,
+        on_step: Optional[StepCallback] = None,
+        on_resume: Optional[Callable[[RunSpec, int, int], None]] = None,
 ) -> dict[str, Any]:
     """Train one (model, seed) run to the end, resuming from ``run_dir/last.pth.tar`` if it exists.
 
@@ -169,10 +125,13 @@ def train_run(
         run_dir: The run's folder (created if missing).
         recipe_name: How the record names the recipe (its file name).
         on_epoch: Called after every finished epoch.
+        on_step: Called after every step (progress within an epoch; the callee throttles its lines).
+        on_resume: Called with ``(spec, first epoch to train, epochs)`` when the run resumes from its checkpoint.
 
     Returns:
-        The run's record (also written to ``run_dir/run.json``): best epoch, validation and test errors in %,
-        wall time, images/s, device, code version.
+        The run's record (also written to ``run_dir/run.json``): best epoch, validation and test errors in %
+        (the test through :func:`timm_ignore.runs.score_run`, as every tool measures a run), wall time, images/s,
+        device, code version.
     """
     finished = read_record(run_dir)
     if finished is not None:
@@ -202,7 +161,7 @@ def train_run(
     args = _train_py_args(spec, recipe, data)
     state = dict(epoch=-1, best_metric=None, best_epoch=None, best_val=None, train_time_s=0.0, wall_time_s=0.0,
                  train_images=0)
-    last = run_dir / _LAST
+    last = run_dir / LAST_CHECKPOINT
     if last.is_file():
         checkpoint = torch.load(last, map_location='cpu', weights_only=True)
         model.load_state_dict(checkpoint['state_dict'])
@@ -210,42 +169,44 @@ def train_run(
         scaler.load_state_dict(checkpoint['scaler'])
         state = checkpoint['engine']
         _restore_random_states(checkpoint['random_states'], data_rng)
-        _logger.info(f'{spec.name}: resuming after epoch {state["epoch"]}')
+        if on_resume is not None:
+            on_resume(spec, state['epoch'] + 1, num_epochs)
     else:
-        (run_dir / 'args.yaml').write_text(yaml.safe_dump(args, sort_keys=False))
+        (run_dir / ARGS_FILE).write_text(yaml.safe_dump(args, sort_keys=False))
     start_epoch = state['epoch'] + 1
-    trim_summary(run_dir / _SUMMARY, start_epoch)
+    trim_summary(run_dir, start_epoch)
     scheduler.step(start_epoch)
 
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(start_epoch, num_epochs):
         start = time.perf_counter()
-        train_loss = _train_epoch(
-            train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng, epoch, steps, recipe)
+        step_report = None if on_step is None else functools.partial(on_step, spec, epoch)
+        train_loss = _train_epoch(train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng,
+                                  epoch, steps, recipe, step_report)
         train_time = time.perf_counter() - start
-        val = validate(train_model, inputs.eval_batches(data.validation), loss_fn, device, autocast)
+        val = summary_metrics(evaluate(train_model, inputs.eval_batches(data.validation), device, autocast, loss_fn))
         epoch_time = time.perf_counter() - start
         lr = optimizer.param_groups[0]['lr']
-        update_summary(epoch, {'loss': train_loss}, val, str(run_dir / _SUMMARY), lr=lr)
+        update_summary(epoch, {'loss': train_loss}, val, str(run_dir / SUMMARY_FILE), lr=lr)
         metric = val[recipe.eval_metric]
         best = state['best_metric']
         if best is None or (metric < best if recipe.eval_metric == 'loss' else metric > best):
             state.update(best_metric=metric, best_epoch=epoch, best_val=val)
-            _atomic_save(dict(epoch=epoch, arch=spec.model, state_dict=model.state_dict(), metric=metric,
-                              args=args, version=2), run_dir / _BEST)
+            atomic_save(dict(epoch=epoch, arch=spec.model, state_dict=model.state_dict(), metric=metric,
+                             args=args, version=2), run_dir / BEST_CHECKPOINT)
         state.update(epoch=epoch, train_time_s=state['train_time_s'] + train_time,
                      wall_time_s=state['wall_time_s'] + epoch_time, train_images=state['train_images'] + steps * batch)
         scheduler.step(epoch + 1, metric)
-        _atomic_save(dict(
+        atomic_save(dict(
             epoch=epoch, arch=spec.model, state_dict=model.state_dict(), optimizer=optimizer.state_dict(),
             scaler=scaler.state_dict(), args=args, version=2, engine=state,
             random_states=_random_states(data_rng)), last)
         if on_epoch is not None:
-            on_epoch(EpochReport(spec, epoch, num_epochs, train_loss, 100.0 - val['top1'], lr,
-                                 steps * batch / train_time, epoch_time))
+            on_epoch(EpochReport(spec, epoch, num_epochs, train_loss, val['loss'], 100.0 - val['top1'], lr,
+                                 steps * batch / train_time, epoch_time, steps * batch))
 
     record = _finish(spec, recipe, recipe_name, data, inputs, model, run_dir, state, num_epochs, autocast)
-    _atomic_write_text(run_dir / RECORD_FILE, json.dumps(record, indent=2) + '\n')
+    write_record(run_dir, record)
     return record
 
 
@@ -261,11 +222,13 @@ def _train_epoch(
         epoch: int,
         steps: int,
         recipe: EngineRecipe,
+        on_step: Optional[Callable[[int, int, float, float], None]] = None,
 ) -> float:
     """One epoch of ``steps`` full batches in a fresh random order; returns the mean training loss.
 
     All random numbers of the epoch are drawn up front on the CPU; the only host-device synchronisation is the loss
-    read at the end.
+    read at the end. ``on_step(step, steps, img/s so far, seconds so far)`` is called after every step (the time
+    it sees on a GPU is that of the launches, which run ahead of the device by at most a few steps).
     """
     batch = recipe.batch_size
     count = steps * batch
@@ -276,6 +239,7 @@ def _train_epoch(
     model.train()
     loss_sum = torch.zeros((), device=device)
     num_updates = epoch * steps
+    started = time.perf_counter()
     for step in range(steps):
         idx = order[step * batch:(step + 1) * batch]
         images = inputs.train_batch(train.images[idx], shifts[step * batch:(step + 1) * batch],
@@ -290,6 +254,9 @@ def _train_epoch(
         num_updates += 1
         scheduler.step_update(num_updates=num_updates)
         loss_sum += loss.detach()
+        if on_step is not None:
+            elapsed = time.perf_counter() - started
+            on_step(step + 1, steps, (step + 1) * batch / max(elapsed, 1e-9), elapsed)
     mean_loss = loss_sum.item() / steps
     if not math.isfinite(mean_loss):
         raise FloatingPointError(f'training loss is {mean_loss} in epoch {epoch}; the run diverged.')
@@ -308,22 +275,27 @@ def _finish(
         num_epochs: int,
         autocast: Callable[[], Any],
 ) -> dict[str, Any]:
-    """Test the best checkpoint and build the run's record."""
+    """Test the best checkpoint and build the run's record.
+
+    The test is :func:`timm_ignore.runs.score_run` (timm's data pipeline with the run's ``args.yaml`` data config,
+    single view and flip TTA), the number ``validate``, ``publish`` and ``compare --runs`` measure. A recipe with
+    ``input_norm: pixel_mean`` is also tested as it trained, minus the exact mean image (``test_top1_err_pixel_mean``).
+    """
     device = data.mean_image.device
-    test = None
+    test: dict[str, Any] = dict(test_top1_err=None, test_top5_err=None, test_loss=None, test_top1_err_flip=None)
     if data.test is not None:
-        best = torch.load(run_dir / _BEST, map_location='cpu', weights_only=True)
-        model.load_state_dict(best['state_dict'])
-        test = validate(model, inputs.eval_batches(data.test), nn.CrossEntropyLoss(), device, autocast,
-                        log_suffix=' (test)')
+        scored = score_run(run_dir, 'test', data_dir=data.source, device=device)
+        test = {k: scored[k] for k in test}
+        if recipe.input_norm == 'pixel_mean':
+            best = torch.load(run_dir / BEST_CHECKPOINT, map_location='cpu', weights_only=True)
+            model.load_state_dict(best['state_dict'])
+            own = evaluate(model, inputs.eval_batches(data.test), device, autocast)
+            test['test_top1_err_pixel_mean'] = round(own.top1_err, 4)
     best_val = state['best_val']
     return dict(
         model=spec.model, seed=spec.seed, recipe=recipe_name, recipe_fingerprint=recipe.fingerprint(),
         epochs=num_epochs, best_epoch=state['best_epoch'],
-        val_top1_err=round(100.0 - best_val['top1'], 4), val_loss=round(best_val['loss'], 6),
-        test_top1_err=None if test is None else round(100.0 - test['top1'], 4),
-        test_top5_err=None if test is None else round(100.0 - test['top5'], 4),
-        test_loss=None if test is None else round(test['loss'], 6),
+        val_top1_err=round(100.0 - best_val['top1'], 4), val_loss=round(best_val['loss'], 6), **test,
         wall_time_s=round(state['wall_time_s'], 1), train_time_s=round(state['train_time_s'], 1),
         train_images_per_s=round(state['train_images'] / max(state['train_time_s'], 1e-9), 1),
         device=device_name(device), amp=recipe.amp and recipe.amp_dtype, channels_last=recipe.channels_last,

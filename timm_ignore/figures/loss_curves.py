@@ -10,6 +10,8 @@ import os
 import pathlib
 from typing import Mapping, Sequence, Union
 
+from ..runs.layout import SUMMARY_FILE
+
 __all__ = ['read_curve', 'plot_loss_curves']
 
 PathLike = Union[str, os.PathLike]
@@ -22,7 +24,7 @@ def read_curve(summary: PathLike, metric: str = 'eval_loss') -> tuple[list[int],
         ValueError: The file has no ``metric`` column (the message lists the columns it has).
     """
     path = pathlib.Path(summary)
-    path = path / 'summary.csv' if path.is_dir() else path
+    path = path / SUMMARY_FILE if path.is_dir() else path
     with open(path, newline='') as f:
         rows = list(csv.DictReader(f))
     if not rows or metric not in rows[0]:

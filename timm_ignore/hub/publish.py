@@ -6,7 +6,6 @@ target and renamed into place when complete, so a failed run leaves no half-writ
 float16 (``dtype``) are loaded back through timm and measured against the float32 checkpoint before the folder is
 kept (see :mod:`timm_ignore.hub.storage`).
 """
-import csv
 import json
 import shutil
 from collections.abc import Mapping
@@ -14,20 +13,21 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import timm
 import yaml
+from timm.models import save_for_hf
 
 from ..checkpoint import TrainingCheckpoint, load_model, read_checkpoint
-from ..data.cifar import MARKER
 from ..evaluate import EvalResult, evaluate_split, find_split
 from ..models.zoo import DATASETS, data_copy, get_model_spec
 from ..paper import read_paper_tables
 from ..provenance import code_version
+from ..runs import read_data_description, read_record, summary_val_error
 from ..staging import staged_directory
 from .card import CardInputs, TrainingRecord, build_card
 from .storage import MAX_ERROR_CHANGE, STORAGE_DTYPES, StoredCopyCheck, check_stored_copy, storage_copy
 
-__all__ = ['PublishedFolder', 'publish_folder', 'read_data_description', 'read_run_record', 'summary_val_error',
-           'training_record']
+__all__ = ['PublishedFolder', 'publish_folder', 'read_run_record', 'training_record']
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,7 @@ class PublishedFolder:
     storage: Optional[StoredCopyCheck] = None
 
 
-def summary_val_error(run_dir: Path, epoch: Optional[int]) -> Optional[float]:
-    """Validation top-1 error (%) of ``epoch`` from the run's summary.csv (train.py writes accuracy)."""
-    summary = run_dir / 'summary.csv'
-    if epoch is None or not summary.is_file():
-        return None
-    with summary.open(newline='') as f:
-        row = next((r for r in csv.DictReader(f) if r.get('epoch') == str(epoch) and r.get('eval_top1')), None)
-    return None if row is None else 100. - float(row['eval_top1'])
-
-
-#: Run record keys of the GPU engine (``run.json``) that are card fields under another name.
+#: Run record keys (``run.json``, of either trainer) that are card fields under another name.
 RECORD_ALIASES = {'device': 'hardware'}
 #: Card fields a run record may set.
 RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('checkpoint', 'ema', 'args'))
@@ -69,15 +59,6 @@ def _dataset_line(description: Mapping[str, Any]) -> str:
     return f'{what} ({sizes})' if sizes else str(what)
 
 
-def read_data_description(data_root: Union[str, Path]) -> dict[str, Any]:
-    """A data folder's description (its ``cifar_split.json``), or {} when it has none or it is not a JSON mapping."""
-    try:
-        description = json.loads((Path(data_root) / MARKER).read_text())
-    except (OSError, ValueError):
-        return {}
-    return description if isinstance(description, dict) else {}
-
-
 def _record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """The card fields of a run record (the engine's ``run.json`` holds more facts than a card states)."""
     renamed = {RECORD_ALIASES.get(k, k): v for k, v in record.items()}
@@ -89,16 +70,16 @@ def _record_fields(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[str, Any]] = None) -> TrainingRecord:
     """What a run folder says about its training: ``args.yaml``, ``summary.csv`` and the checkpoint, then the run's
-    ``run.json`` (written by the GPU engine) when there is one, then ``overrides`` (``publish --run-record``)."""
+    record (``run.json``) when there is one, then ``overrides`` (``publish --run-record``)."""
     args = checkpoint.args
     derived = dict(
         checkpoint=checkpoint.path.name, ema=checkpoint.ema, seed=args.get('seed'), epochs=args.get('epochs'),
         best_epoch=checkpoint.epoch, val_top1_err=summary_val_error(checkpoint.run_dir, checkpoint.epoch),
         recipe=args.get('config') or None, args=args)
-    run_json = checkpoint.run_dir / 'run.json'
-    engine = _record_fields(read_run_record(run_json)) if run_json.is_file() else {}
+    engine = _record_fields(read_record(checkpoint.run_dir) or {})
     if engine.get('best_epoch') not in (None, checkpoint.epoch):  # the record describes another checkpoint
-        engine = {k: v for k, v in engine.items() if k not in ('best_epoch', 'val_top1_err', 'test_top1_err')}
+        engine = {k: v for k, v in engine.items()
+                  if k not in ('best_epoch', 'val_top1_err', 'test_top1_err', 'test_top1_err_pixel_mean')}
     return TrainingRecord(**{**derived, **engine, **_record_fields(overrides or {})})
 
 
@@ -196,8 +177,6 @@ def publish_folder(
     reference_logits: list = []
     result = evaluate_split(model, split_dir, **evaluate, on_logits=reference_logits.append)
 
-    import timm
-    from timm.models import save_for_hf
     storage = None
     with staged_directory(out_dir) as staging:
         save_for_hf(stored_model.cpu(), str(staging), model_config={'label_names': list(result.class_names)},

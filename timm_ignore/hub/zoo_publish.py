@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from ..checkpoint import read_checkpoint
-from ..models.zoo import DATASETS, get_model_spec
-from ..train.compare import RunRecord, collect_finished_runs
+from ..dataset_tags import tag_for_classes
+from ..models.zoo import get_model_spec
+from ..runs import RunRecord, collect_finished_runs
 from .publish import PublishedFolder, publish_folder
 from .registry import card_link, register_card
 
@@ -31,11 +32,10 @@ class ZooEntry:
 
 def _tag(run: RunRecord) -> str:
     classes = read_checkpoint(run.run_dir).num_classes
-    family = get_model_spec(run.model).family
-    tag = next((t for t in family.datasets if DATASETS[t].num_classes == classes), None)
+    tag = tag_for_classes(run.model, classes)
     if tag is None:
         raise ValueError(f'{run.run_dir}: a {classes}-class {run.model} is no tag of the zoo '
-                         f'({", ".join(family.datasets)}).')
+                         f'({", ".join(get_model_spec(run.model).family.datasets)}).')
     return tag
 
 

@@ -10,8 +10,12 @@ from timm.utils import AverageMeter, ModelEmaV3, NativeScaler, dispatch_clip_gra
 from torch import nn
 
 from ..evaluate import evaluate as measure
+from ..runs import summary_metrics
 
-__all__ = ['train_one_epoch', 'validate']
+__all__ = ['StepCallback', 'train_one_epoch', 'validate']
+
+#: ``(step, steps, img/s so far, seconds so far)`` after every step of an epoch.
+StepCallback = Callable[[int, int, float, float], None]
 
 _logger = logging.getLogger(__name__)
 
@@ -30,8 +34,9 @@ def train_one_epoch(
         clip_grad: Optional[float] = None,
         clip_mode: str = 'norm',
         log_interval: int = 50,
+        on_step: Optional[StepCallback] = None,
 ) -> dict[str, float]:
-    """Train for one epoch; logs progress every ``log_interval`` steps.
+    """Train for one epoch; logs progress every ``log_interval`` steps and calls ``on_step`` after every step.
 
     ``lr_scheduler.step_update`` is called after every step, as train.py does (a no-op for per-epoch schedules).
 
@@ -42,7 +47,7 @@ def train_one_epoch(
     losses, batch_time = AverageMeter(), AverageMeter()
     num_steps = len(loader)
     num_updates = epoch * num_steps
-    end = time.time()
+    end = started = time.time()
     for step, (images, targets) in enumerate(loader):
         images, targets = images.to(device), targets.to(device)
         with amp_autocast():
@@ -63,6 +68,8 @@ def train_one_epoch(
         losses.update(loss.item(), images.size(0))
         batch_time.update(time.time() - end)
         end = time.time()
+        if on_step is not None:
+            on_step(step + 1, num_steps, losses.count / max(end - started, 1e-9), end - started)
         if step % log_interval == 0 or step == num_steps - 1:
             _logger.info(
                 f'Train: {epoch} [{step + 1:>4d}/{num_steps}]  loss {losses.val:.4f} ({losses.avg:.4f})  '
@@ -85,4 +92,4 @@ def validate(
     metrics = measure(model, loader, device, amp_autocast, loss_fn=loss_fn)
     _logger.info(f'Eval{log_suffix}: loss {metrics.loss:.4f}  top-1 err {metrics.top1_err:.2f}%  '
                  f'top-5 err {metrics.top5_err:.2f}%')
-    return {'loss': metrics.loss, 'top1': 100. - metrics.top1_err, 'top5': 100. - metrics.top5_err}
+    return summary_metrics(metrics)

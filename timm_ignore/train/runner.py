@@ -9,11 +9,13 @@ import functools
 import importlib
 import logging
 import pathlib
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Optional
 
 import torch
+import yaml
 from timm.data import create_dataset, create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.models import create_model, load_checkpoint, resume_checkpoint, safe_model_name
@@ -26,9 +28,9 @@ from ..checkpoint import check_model_name, read_checkpoint
 from ..devices import resolve_device
 from ..evaluate import find_split
 from ..models._state_dict_check import check_state_dict
+from ..runs import ARGS_FILE, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, trim_summary
 from .config import ConfigError, TrainConfig
-from .loop import train_one_epoch, validate
-from .summary import trim_summary
+from .loop import StepCallback, train_one_epoch, validate
 
 __all__ = ['TrainResult', 'build_model', 'build_loader', 'check_inputs', 'train']
 
@@ -107,7 +109,7 @@ def check_inputs(config: TrainConfig) -> None:
         pathlib.Path(config.resume).resolve().parent == path.resolve()
     if path is not None and path.is_dir() and any(path.iterdir()) and not (resuming_here or config.overwrite):
         raise FileExistsError(
-            f'{path} already holds a run; continue it with --resume {path / "last.pth.tar"}, choose another '
+            f'{path} already holds a run; continue it with --resume {path / LAST_CHECKPOINT}, choose another '
             f'--experiment, or pass --overwrite to write over it.')
     if path is not None and path.exists() and not path.is_dir():
         raise FileExistsError(f'{path}: is a file, not a run folder; choose another --experiment or --output.')
@@ -162,13 +164,20 @@ def _output_dir(config: TrainConfig, input_size: int) -> pathlib.Path:
     return pathlib.Path(get_outdir(str(path.parent), path.name))
 
 
-def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, float]], None]] = None) -> TrainResult:
+def train(
+        config: TrainConfig,
+        on_epoch: Optional[Callable[[EpochReport], None]] = None,
+        on_step: Optional[Callable[[RunSpec, int, int, int, float, float], None]] = None,
+        on_resume: Optional[Callable[[RunSpec, int, int], None]] = None,
+) -> TrainResult:
     """Train as timm's train.py would with the same settings, on one device.
 
     Args:
         config: The settings.
-        on_epoch: Called after each epoch with ``(epoch, number of epochs, validation metrics)`` (summary.csv's
-            ``loss``/``top1``/``top5``; the training loss when there is no validation split), e.g. for progress.
+        on_epoch: Called after each epoch with its report (validation loss and error when there is a validation
+            split), e.g. for progress.
+        on_step: Called after every step with ``(run, epoch, step, steps, img/s so far, seconds so far)``.
+        on_resume: Called with ``(run, first epoch to train, epochs)`` when the run continues from a checkpoint.
 
     Raises:
         ConfigError, FileNotFoundError, FileExistsError, ValueError: See :func:`check_inputs`; a checkpoint to
@@ -206,8 +215,7 @@ def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, 
         model=model, optimizer=optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
         checkpoint_dir=str(output_dir), recovery_dir=str(output_dir), decreasing=eval_metric == 'loss',
         max_history=config.checkpoint_hist)
-    import yaml
-    (output_dir / 'args.yaml').write_text(yaml.safe_dump(asdict(config), default_flow_style=False))
+    (output_dir / ARGS_FILE).write_text(yaml.safe_dump(asdict(config), default_flow_style=False))
 
     lr_scheduler, num_epochs = create_scheduler_v2(
         optimizer, **scheduler_kwargs(args, decreasing_metric=eval_metric == 'loss'),
@@ -216,29 +224,39 @@ def train(config: TrainConfig, on_epoch: Optional[Callable[[int, int, dict[str, 
     if start_epoch > 0:
         if pathlib.Path(config.resume).resolve().parent == output_dir.resolve():
             saver.load_state_dict_from_checkpoint(config.resume)
-        trim_summary(output_dir / 'summary.csv', start_epoch)
+        trim_summary(output_dir, start_epoch)
         lr_scheduler.step(start_epoch)
+        if on_resume is not None:
+            on_resume(RunSpec(config.model, config.seed), start_epoch, num_epochs)
     _logger.info(f'Training {config.model} for epochs {start_epoch}..{num_epochs - 1}; output in {output_dir}')
 
     train_loss_fn = LabelSmoothingCrossEntropy(config.smoothing) if config.smoothing else nn.CrossEntropyLoss()
     eval_loss_fn = nn.CrossEntropyLoss()
     best_metric, best_epoch = None, None
+    spec = RunSpec(config.model, config.seed)
     for epoch in range(start_epoch, num_epochs):
+        start = time.perf_counter()
+        step_report: Optional[StepCallback] = None if on_step is None else functools.partial(on_step, spec, epoch)
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn.to(device), device, lr_scheduler=lr_scheduler,
             amp_autocast=amp_autocast, loss_scaler=loss_scaler, model_ema=model_ema, clip_grad=config.clip_grad,
-            clip_mode=config.clip_mode, log_interval=config.log_interval)
+            clip_mode=config.clip_mode, log_interval=config.log_interval, on_step=step_report)
+        train_time = time.perf_counter() - start
         eval_metrics = None
         if loader_eval is not None:
             eval_model = model_ema.module if model_ema is not None else model
             eval_metrics = validate(eval_model, loader_eval, eval_loss_fn, device, amp_autocast)
         lrs = [group['lr'] for group in optimizer.param_groups]
-        update_summary(epoch, train_metrics, eval_metrics, str(output_dir / 'summary.csv'), lr=sum(lrs) / len(lrs))
+        update_summary(epoch, train_metrics, eval_metrics, str(output_dir / SUMMARY_FILE), lr=sum(lrs) / len(lrs))
         metric = (eval_metrics or train_metrics)[eval_metric]
         best_metric, best_epoch = saver.save_checkpoint(epoch, metric=metric)
         lr_scheduler.step(epoch + 1, metric)
         if on_epoch is not None:
-            on_epoch(epoch, num_epochs, eval_metrics or train_metrics)
+            images = len(loader_train.dataset)
+            on_epoch(EpochReport(
+                spec, epoch, num_epochs, train_metrics['loss'], eval_metrics and eval_metrics['loss'],
+                eval_metrics and 100. - eval_metrics['top1'], lrs[0], images / max(train_time, 1e-9),
+                time.perf_counter() - start, images))
     if best_metric is not None:
         _logger.info(f'Best {eval_metric}: {best_metric:.4f} (epoch {best_epoch})')
     return TrainResult(output_dir, best_metric, best_epoch)

@@ -1,0 +1,122 @@
+"""The run matrix (``timm_ignore.runs``): the time limit, the speed book, progress lines, checks before any work."""
+import math
+import pathlib
+
+import pytest
+
+from timm_ignore.cli import main
+from timm_ignore.runs import (
+    EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, parse_duration, read_record, recipe_difference,
+    run_matrix, write_record)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('text, seconds', [
+    ('2h30m', 9000), ('90m', 5400), ('45s', 45), ('1.5h', 5400), ('1h0m30s', 3630), (' 2H ', 7200)])
+def test_durations_parse_one_way(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize('text', ['', '2x', '30', 'm', '0m', '1m2h', '-1h', '2 h'])
+def test_bad_durations_are_refused_in_one_line(text):
+    with pytest.raises(TimeLimitError, match='--time-limit') as refused:
+        parse_duration(text)
+    assert '\n' not in str(refused.value)
+
+
+@pytest.mark.parametrize('command', [
+    ['train-queue', '-c', str(REPO / 'train_scripts' / 'cifar10_authors.yaml'), '--models', 'cifar_resnet50'],
+    ['compare', '-c', str(REPO / 'train_scripts' / 'cifar10.yaml'), '--models', 'cifar_resnet50', '--seeds', '0'],
+])
+def test_cli_refuses_a_bad_time_limit_before_any_work(command, tmp_path, capsys):
+    argv = command + ['--data-dir', str(tmp_path / 'data'), '--output', str(tmp_path / 'out'), '--time-limit', '2x']
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--time-limit: expected a duration such as 2h30m, 90m or 45s, got '2x'" in err and '\n' not in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_speed_book_estimates_from_the_model_then_its_family(tmp_path):
+    book = SpeedBook(tmp_path)
+    assert book.estimate('cifar_resnet50', 10) == math.inf  # nothing measured here
+    book.add_epoch('cifar_resnet50', 60.0, 600.0)
+    book.add_epoch('cifar_resnet50', 80.0, 500.0)
+    book.add_epoch('cifar_resnet50_cbam', 90.0, 450.0)
+    reread = SpeedBook(tmp_path)  # speed.json in the folder
+    assert reread.estimate('cifar_resnet50', 10) == pytest.approx(700.0)  # mean epoch 70 s
+    assert reread.estimate('cifar_resnet50_se_ign3', 2) == pytest.approx(180.0)  # the family's slowest: 90 s
+    assert reread.estimate('densenet', 2) == math.inf  # no DenseNet measured: cannot estimate
+
+
+class _FakeTrainer:
+    """Trains nothing: reports ``epochs`` epochs of ``epoch_time_s`` each and writes a record."""
+
+    def __init__(self, epochs: int, epoch_time_s: float):
+        self.epochs_, self.epoch_time_s, self.trained = epochs, epoch_time_s, []
+
+    def epochs(self, spec):
+        return self.epochs_
+
+    def train(self, spec, run_dir, progress):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for epoch in range(self.epochs_):
+            progress.epoch(EpochReport(spec, epoch, self.epochs_, 1.0, 1.0, 50.0, 0.1, 100.0, self.epoch_time_s, 64))
+        record = dict(model=spec.model, seed=spec.seed, epochs=self.epochs_, best_epoch=0, val_top1_err=50.0,
+                      test_top1_err=50.0, test_top5_err=10.0)
+        write_record(run_dir, record)
+        self.trained.append(spec)
+        return record
+
+
+def test_time_limit_starts_only_runs_that_fit_and_says_what_is_left(tmp_path):
+    specs = [RunSpec('cifar_resnet50', 0), RunSpec('cifar_resnet50_se', 0), RunSpec('densenet', 0)]
+    trainer, lines = _FakeTrainer(epochs=3, epoch_time_s=100.0), []
+    result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=250.0)
+    # the first run has no measured speed: started as the first of the piece; the second, estimated 3 x 100 s from
+    # its family, does not fit in what is left of 250 s
+    assert trainer.trained == specs[:1]
+    assert result.records[0]['model'] == 'cifar_resnet50' and result.records[1:] == [None, None]
+    assert result.left == lines[-1]
+    assert result.left.startswith('time limit: stopping; 2 runs left (cifar_resnet50_se-seed0, densenet-seed0)')
+    assert 'estimated unknown' in result.left  # DenseNet was never measured here
+    assert any('no speed measured here' in line for line in lines)
+
+    trainer = _FakeTrainer(epochs=3, epoch_time_s=100.0)  # the next piece: finished runs kept, the rest in order
+    result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=350.0)
+    assert trainer.trained == specs[1:2] and 'densenet-seed0' in result.left
+    assert read_record(tmp_path / 'cifar_resnet50-seed0')['model'] == 'cifar_resnet50'
+
+
+def test_progress_within_an_epoch_is_throttled(tmp_path):
+    spec, lines = RunSpec('cifar_resnet50', 0), []
+    quiet = Progress([spec], {spec: 1}, lines.append)  # 45 s between lines: none in a fast epoch
+    for step in range(1, 100):
+        quiet.step(spec, 0, step, 100, 500.0, step * 0.01)
+    assert lines == []
+    chatty = Progress([spec], {spec: 1}, lines.append, step_interval_s=0.0)
+    chatty.step(spec, 0, 25, 100, 512.0, 10.0)
+    assert lines == ['[1/1] cifar_resnet50 seed 0: epoch 0 step 25/100 (25%)  512 img/s  epoch time left 0m30s']
+
+
+def test_recipe_difference_names_each_key():
+    assert recipe_difference({'epochs': 200, 'lr': 0.1}, {'epochs': 1, 'lr': 0.1, 'amp': True}) == [
+        'amp: unset -> True', 'epochs: 200 -> 1']
+
+
+def test_compare_refuses_a_recipe_of_another_class_count_before_any_training(shared_data, tmp_path, capsys):
+    """``compare --data-dir <CIFAR-10> -c cifar100.yaml``: refused up front, by either trainer, in the same words."""
+    from _engine_fixtures import write_cifar10_slice
+    data = write_cifar10_slice(shared_data, tmp_path / 'cifar10', 16, 16, 16)
+    common = ['--data-dir', str(data), '--models', 'cifar_resnet50', '--seeds', '0', '--device', 'cpu']
+    assert main(['compare', '-c', str(REPO / 'train_scripts' / 'cifar100.yaml'), '--output', str(tmp_path / 'a'),
+                 *common]) == 2
+    timm_err = capsys.readouterr().err.strip()
+    engine_recipe = tmp_path / 'authors100.yaml'
+    engine_recipe.write_text((REPO / 'train_scripts' / 'cifar10_authors.yaml').read_text() + '\nnum_classes: 100\n')
+    assert main(['compare', '--trainer', 'engine', '-c', str(engine_recipe), '--output', str(tmp_path / 'b'),
+                 *common]) == 2
+    engine_err = capsys.readouterr().err.strip()
+    for err in (timm_err, engine_err):
+        assert '--data-dir has 10 classes but the recipe trains num_classes: 100' in err and '\n' not in err
+    assert not list((tmp_path / 'a').rglob('*.pth.tar')) and not list((tmp_path / 'b').rglob('*.pth.tar'))

@@ -1,0 +1,38 @@
+"""A training run and a matrix of runs, owned in one place: the layer under both trainers and above the tools.
+
+- :mod:`.layout`: every file name of a run folder and a matrix folder, the run folder name ``{model}-seed{seed}``;
+- :mod:`.record`: the record ``run.json`` (atomic), the one definition of a finished run;
+- :mod:`.summary`: ``summary.csv`` rows; :mod:`.data`: what a data folder says it is;
+- :mod:`.scoring`: the one test of a run (the evaluator and data path of the engine's record, ``compare --runs``,
+  ``publish`` and ``validate``); :mod:`.report`: the report over finished runs;
+- :mod:`.matrix`: plan, check, hold, train and resume a (model x seed) matrix with either trainer, with one
+  :mod:`.progress` reporter and :mod:`.budget`'s time limit.
+
+Both trainers (``timm_ignore.train``, ``timm_ignore.engine``) write through this package and import neither each
+other nor ``hub``; ``hub`` reads runs through it. It imports no trainer.
+"""
+from .budget import SpeedBook, TimeLimitError, parse_duration
+from .data import check_class_count, described_copy, read_data_description
+from .layout import (
+    ARGS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE, SUMMARY_FILE, RunSpec,
+    run_name)
+from .matrix import (
+    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, plan_matrix, recipe_difference,
+    run_matrix, write_queue_file)
+from .progress import EpochReport, Progress, format_time
+from .record import ENGINE_TRAINER, atomic_save, atomic_write_text, is_finished, read_record, write_record
+from .report import (
+    ResultRow, RunRecord, collect_finished_runs, format_runs, format_table, run_record_of, summarize, write_results)
+from .scoring import score_run, test_run
+from .summary import finished_epochs, read_summary, summary_metrics, summary_val_error, trim_summary
+
+__all__ = [
+    'SpeedBook', 'TimeLimitError', 'parse_duration', 'check_class_count', 'described_copy', 'read_data_description',
+    'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE', 'SUMMARY_FILE',
+    'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder',
+    'hold_folder', 'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file', 'EpochReport', 'Progress',
+    'format_time', 'ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished', 'read_record',
+    'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'format_runs', 'format_table', 'run_record_of',
+    'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary', 'summary_metrics',
+    'summary_val_error', 'trim_summary',
+]

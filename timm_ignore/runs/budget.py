@@ -1,0 +1,81 @@
+"""``--time-limit``: parse a duration one way, and estimate a run's time from the speeds measured on this machine.
+
+The speeds live in the matrix folder's ``speed.json``: per model, the mean wall time of its epochs trained here
+(training and validation, as the epoch lines measure it) and its training img/s. A run's estimate is its epochs left
+times its model's mean epoch time. A model never trained in this folder is estimated from the slowest model of its
+zoo family measured here (an attention variant costs about what its twin does; within a family the attention blocks
+cost at most ~25 % more than the plain network, so the slowest measured one rarely underestimates it). A model with
+no measured family member cannot be estimated: it is started only as the first run of an invocation (so every piece
+of a campaign makes progress and measures it), never after another run.
+"""
+import json
+import math
+import pathlib
+import re
+from typing import Optional
+
+from ..models.zoo import MODELS
+from .layout import SPEED_FILE
+from .record import atomic_write_text
+
+__all__ = ['SpeedBook', 'TimeLimitError', 'parse_duration']
+
+_DURATION = re.compile(r'^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$')
+
+
+class TimeLimitError(ValueError):
+    """A time limit that is not a positive duration."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration ``2h30m``, ``90m``, ``1.5h``, ``45s`` (hours, minutes, seconds; any of them, in order).
+
+    Raises:
+        TimeLimitError: Anything else, or zero.
+    """
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise TimeLimitError(f'--time-limit: expected a duration such as 2h30m, 90m or 45s, got {text!r}.')
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise TimeLimitError(f'--time-limit must be more than zero, got {text!r}.')
+    return total
+
+
+def _family(model: str) -> Optional[str]:
+    spec = MODELS.get(model)
+    return None if spec is None else spec.family.name
+
+
+class SpeedBook:
+    """The epoch times measured in one matrix folder, per model (``speed.json``)."""
+
+    def __init__(self, folder: pathlib.Path) -> None:
+        self.path = pathlib.Path(folder) / SPEED_FILE
+        try:
+            self.speeds = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.speeds = {}
+
+    def add_epoch(self, model: str, epoch_time_s: float, images_per_s: float) -> None:
+        """Record one epoch trained here (running means), and save."""
+        entry = self.speeds.setdefault(model, dict(epochs=0, epoch_time_s=0.0, images_per_s=0.0))
+        n = entry['epochs']
+        entry.update(epochs=n + 1, epoch_time_s=(entry['epoch_time_s'] * n + epoch_time_s) / (n + 1),
+                     images_per_s=(entry['images_per_s'] * n + images_per_s) / (n + 1))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.speeds, indent=2, sort_keys=True) + '\n')
+
+    def epoch_time(self, model: str) -> Optional[float]:
+        """Seconds per epoch of ``model``: measured, else the slowest measured model of its family, else None."""
+        if model in self.speeds:
+            return self.speeds[model]['epoch_time_s']
+        family = _family(model)
+        kin = [v['epoch_time_s'] for m, v in self.speeds.items() if family is not None and _family(m) == family]
+        return max(kin) if kin else None
+
+    def estimate(self, model: str, epochs_left: int) -> float:
+        """Seconds to train ``epochs_left`` epochs of ``model``; ``math.inf`` when it cannot be estimated."""
+        per_epoch = self.epoch_time(model)
+        return math.inf if per_epoch is None else per_epoch * epochs_left

@@ -1,0 +1,182 @@
+"""A run matrix: (model x seed) runs of one recipe in one folder, planned, checked, trained once each, resumable.
+
+One matrix serves both trainers (``compare`` on timm's loaders, ``train-queue`` on the in-memory engine): the caller
+gives a :class:`Trainer` that trains one run in its folder. The matrix
+
+- plans: a finished run (:func:`~.record.is_finished`) is kept, a run with a last checkpoint resumes (a line says from
+  which epoch), the rest start;
+- holds the folder (one matrix at a time; ``flock``) and, for a trainer with a fixed recipe, records it in
+  ``queue.json``: a folder of another recipe is refused with the keys that differ and how to resume or start anew;
+- reports progress through one :class:`~.progress.Progress` and records every epoch's speed (``speed.json``);
+- with a time limit, starts a run only when its estimated time (:class:`~.budget.SpeedBook`) fits in what is left,
+  and otherwise stops cleanly, saying what is left.
+"""
+import contextlib
+import fcntl
+import json
+import math
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
+
+from .budget import SpeedBook
+from .layout import LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RunSpec
+from .progress import Progress, format_time
+from .record import atomic_write_text, is_finished, read_record
+from .summary import finished_epochs
+
+__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'plan_matrix',
+           'recipe_difference', 'run_matrix', 'write_queue_file']
+
+
+class MatrixError(ValueError):
+    """A matrix that cannot start: worded for the command line."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of the matrix, its folder, whether it finished, and the epochs its summary already holds."""
+    spec: RunSpec
+    folder: pathlib.Path
+    finished: bool
+    epochs_done: int
+
+    @property
+    def resumes(self) -> bool:
+        return not self.finished and (self.folder / LAST_CHECKPOINT).is_file()
+
+
+def plan_matrix(specs: Sequence[RunSpec], output: pathlib.Path, epochs: Callable[[RunSpec], int]) -> list[PlannedRun]:
+    """Every run of the matrix with its state in ``output`` (finished: for its ``epochs(spec)`` epochs)."""
+    return [PlannedRun(s, s.folder(output), is_finished(s.folder(output), epochs(s)), finished_epochs(s.folder(output)))
+            for s in specs]
+
+
+def recipe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every recipe key whose value differs (a key missing on one side shows as unset)."""
+    def shown(values: dict[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else 'unset'
+    return [f'{key}: {shown(old, key)} -> {shown(new, key)}' for key in sorted(set(old) | set(new))
+            if key not in old or key not in new or old[key] != new[key]]
+
+
+def check_matrix_folder(
+        output: pathlib.Path,
+        specs: Sequence[RunSpec],
+        recipe: Optional[dict[str, Any]],
+        fingerprint: Optional[str],
+) -> None:
+    """Refuse a folder that is a file, or (for a fixed recipe) holds a matrix or runs of another recipe.
+
+    Raises:
+        MatrixError: Naming the keys that differ (queue value -> given value) and how to resume or start anew.
+    """
+    if output.exists() and not output.is_dir():
+        raise MatrixError(f'--output {output} is a file; give a folder for the runs.')
+    if recipe is None:
+        return
+    queue_file = output / QUEUE_FILE
+    if queue_file.is_file():
+        known = json.loads(queue_file.read_text())
+        if known.get('recipe_fingerprint') != fingerprint:
+            changed = recipe_difference(known.get('recipe') or {}, recipe)
+            name = known.get('recipe_name') or 'unnamed'
+            raise MatrixError(
+                f'--output {output} holds runs of another recipe (its queue.json, from {name}) than the one given; '
+                f'differing: {"; ".join(changed) or "the recipe fingerprint"}. To resume it, give its recipe with the '
+                f'same options (e.g. the queue\'s --epochs); to start anew, give another --output.')
+    for spec in specs:
+        record = read_record(spec.folder(output))
+        if record is not None and record.get('recipe_fingerprint') not in (None, fingerprint):
+            raise MatrixError(f'{spec.folder(output)} was trained with another recipe; give another --output.')
+
+
+def write_queue_file(
+        output: pathlib.Path, specs: Sequence[RunSpec], recipe: dict[str, Any], fingerprint: str, recipe_name: str,
+) -> None:
+    """``queue.json``: the recipe and every run ever asked for in this folder (atomically)."""
+    queue_file = output / QUEUE_FILE
+    known = json.loads(queue_file.read_text())['runs'] if queue_file.is_file() else []
+    entries = known + [e for e in ({'model': s.model, 'seed': s.seed} for s in specs) if e not in known]
+    atomic_write_text(queue_file, json.dumps(dict(
+        recipe_name=recipe_name, recipe_fingerprint=fingerprint, recipe=recipe, runs=entries), indent=2) + '\n')
+
+
+@contextlib.contextmanager
+def hold_folder(output: pathlib.Path) -> Iterator[None]:
+    """Create ``output`` and hold it for one matrix at a time.
+
+    Raises:
+        MatrixError: Another matrix is training in it.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / LOCK_FILE, 'w') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MatrixError(f'another queue is already running in {output}.') from None
+        yield
+
+
+class Trainer(Protocol):
+    """What the matrix needs of a trainer: the epochs a run trains, and training one run in its folder."""
+
+    def epochs(self, spec: RunSpec) -> int:
+        """Epochs the run trains in all."""
+
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+        """Train (or resume) the run to its end, reporting to ``progress``; returns its record (``run.json``)."""
+
+
+@dataclass(frozen=True)
+class MatrixResult:
+    """The records of the runs, in matrix order (None for a run left for later), and the line saying what is left
+    (empty when every run finished)."""
+    records: list
+    left: str = ''
+
+
+def _left_line(left: Sequence[PlannedRun], book: SpeedBook, trainer: Trainer) -> str:
+    estimate = sum(book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done) for p in left)
+    shown = 'unknown (no speed measured here for some of their models)' if math.isinf(estimate) else \
+        f'about {format_time(estimate)}'
+    return (f'time limit: stopping; {len(left)} runs left ({", ".join(p.spec.name for p in left[:4])}'
+            f'{", ..." if len(left) > 4 else ""}), estimated {shown}; run the same command again to continue.')
+
+
+def run_matrix(
+        specs: Sequence[RunSpec],
+        output: pathlib.Path,
+        trainer: Trainer,
+        log: Callable[[str], None] = print,
+        time_limit_s: Optional[float] = None,
+        log_every: int = 1,
+) -> MatrixResult:
+    """Train every run not finished yet, one after another, within ``time_limit_s`` when given.
+
+    The folder is checked and held by the caller (:func:`check_matrix_folder`, :func:`hold_folder`).
+    """
+    started = time.monotonic()
+    planned = plan_matrix(specs, output, trainer.epochs)
+    pending = [p for p in planned if not p.finished]
+    book = SpeedBook(output)
+    progress = Progress(list(specs), {p.spec: trainer.epochs(p.spec) - p.epochs_done for p in pending}, log,
+                        log_every=log_every, speeds=book)
+    for p in planned:
+        if p.finished:
+            progress.kept(p.spec)
+    for index, p in enumerate(pending):
+        if time_limit_s is not None:
+            left_s = time_limit_s - (time.monotonic() - started)
+            estimate = book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done)
+            unknown_first = math.isinf(estimate) and index == 0
+            if unknown_first:
+                log(f'{p.spec.name}: no speed measured here for its model family; starting it as the first run of '
+                    f'this piece (time limit {format_time(time_limit_s)}).')
+            elif estimate > left_s:
+                left = _left_line(pending[index:], book, trainer)
+                log(left)
+                return MatrixResult([read_record(s.folder(output)) for s in specs], left)
+        progress.finished(p.spec, trainer.train(p.spec, p.folder, progress))
+    return MatrixResult([read_record(s.folder(output)) for s in specs])
