@@ -193,6 +193,18 @@ def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
     assert any('queue' in line and 'ETA' in line for line in lines)
 
 
+def test_speed_probe_estimates_an_epoch_of_the_run(recipe_file, data_dir, tmp_path):
+    """A few timed steps and one validation batch, scaled to an epoch, against a real epoch of the same run."""
+    from timm_ignore.engine import measure_epoch_time, train_run
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    data = load_image_folder(data_dir)  # 4 steps of 64 and two validation batches of 64 per epoch
+    epochs = []
+    train_run(RUNS[1], recipe, data, tmp_path / RUNS[1].name, on_epoch=epochs.append)  # first: both see warm kernels
+    probe = measure_epoch_time(RUNS[1], recipe, data, steps=2, warmup_steps=1)
+    assert list(tmp_path.iterdir()) == [tmp_path / RUNS[1].name]  # the probe writes nothing
+    assert 0.4 < probe / epochs[0].epoch_time_s < 2.5, (probe, epochs[0].epoch_time_s)
+
+
 def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path):
     from timm_ignore.engine import train_run
     steps = []

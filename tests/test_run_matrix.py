@@ -58,6 +58,9 @@ class _FakeTrainer:
     def epochs(self, spec):
         return self.epochs_
 
+    def measure_epoch_time(self, spec):
+        return None
+
     def train(self, spec, run_dir, progress):
         run_dir.mkdir(parents=True, exist_ok=True)
         for epoch in range(self.epochs_):
@@ -86,6 +89,37 @@ def test_time_limit_starts_only_runs_that_fit_and_says_what_is_left(tmp_path):
     result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=350.0)
     assert trainer.trained == specs[1:2] and 'densenet-seed0' in result.left
     assert read_record(tmp_path / 'cifar_resnet50-seed0')['model'] == 'cifar_resnet50'
+
+
+class _ProbingTrainer(_FakeTrainer):
+    """A fake trainer whose probe says what an epoch of each model costs."""
+
+    def __init__(self, epochs: int, epoch_time_s: float, probes: dict):
+        super().__init__(epochs, epoch_time_s)
+        self.probes, self.probed = probes, []
+
+    def measure_epoch_time(self, spec):
+        self.probed.append(spec.model)
+        return self.probes[spec.model]
+
+
+def test_time_limit_probes_a_model_never_trained_here(tmp_path):
+    """The probe replaces the family guess: a CBAM row twice as slow as its measured twin is not started."""
+    specs = [RunSpec('cifar_resnet50', 0), RunSpec('cifar_resnet50_cbam', 0), RunSpec('cifar_resnet50_se', 0)]
+    trainer, lines = _ProbingTrainer(3, 100.0, {'cifar_resnet50': 100.0, 'cifar_resnet50_cbam': 200.0,
+                                                'cifar_resnet50_se': 110.0}), []
+    result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=500.0)
+    # (the fake trains in no time) plain: probed 3 x 100 s fits in 500 s and trains; CBAM: probed 3 x 200 s does not
+    # fit, although its family's measured 100 s per epoch would have let it start; SE is not reached (order is kept)
+    assert trainer.trained == specs[:1] and trainer.probed == ['cifar_resnet50', 'cifar_resnet50_cbam']
+    assert 'cifar_resnet50_cbam-seed0: speed probe on this machine: about 3m20s per epoch.' in lines
+    assert result.left.startswith('time limit: stopping; 2 runs left (cifar_resnet50_cbam-seed0')
+    book = SpeedBook(tmp_path)
+    assert book.epoch_time('cifar_resnet50') == 100.0 and book.speeds['cifar_resnet50']['epochs'] == 3
+    assert book.epoch_time('cifar_resnet50_cbam') == 200.0  # kept for the next piece: not probed again
+    trainer = _ProbingTrainer(3, 100.0, {'cifar_resnet50_se': 110.0})
+    run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=650.0)
+    assert trainer.probed == ['cifar_resnet50_se'] and trainer.trained == specs[1:]
 
 
 def test_progress_within_an_epoch_is_throttled(tmp_path):

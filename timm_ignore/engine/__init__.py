@@ -8,12 +8,13 @@ from .augment import augment_batch, draw_augmentation, normalize
 from .data import DataError, ImageData, SplitTensors, check_image_folder, load_image_folder
 from .queue import EngineTrainer, QueueError, check_queue, run_queue
 from .recipe import ENGINE_KEYS, EngineRecipe, RecipeError
-from .run import train_run
+from .run import measure_epoch_time, train_run
 from .weight_decay import authors_param_groups
 
 __all__ = [
     'augment_batch', 'draw_augmentation', 'normalize', 'DataError', 'ImageData', 'SplitTensors', 'check_image_folder',
     'load_image_folder', 'QUEUE_FILE', 'QueueError', 'EngineTrainer', 'check_queue', 'run_queue', 'ENGINE_KEYS',
-    'EngineRecipe', 'RecipeError', 'RECORD_FILE', 'EpochReport', 'RunSpec', 'read_record', 'train_run',
+    'EngineRecipe', 'RecipeError', 'RECORD_FILE', 'EpochReport', 'RunSpec', 'read_record', 'measure_epoch_time',
+    'train_run',
     'authors_param_groups',
 ]

@@ -24,7 +24,7 @@ from ..runs import (
     read_record, run_matrix, write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
-from .run import train_run
+from .run import measure_epoch_time, train_run
 
 __all__ = ['QueueError', 'EngineTrainer', 'check_queue', 'run_queue']
 
@@ -103,10 +103,17 @@ class EngineTrainer:
                              f'({self.recipe.batch_size}).')
         return self.data
 
-    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+    def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
+        return measure_epoch_time(spec, self.recipe, self.on_device())
+
+    def on_device(self) -> ImageData:
+        """The decoded dataset on the training device (moved there once)."""
         if self._on_device is None:
             self._on_device = self.loaded().to(self.device)
-        return train_run(spec, self.recipe, self._on_device, run_dir, self.recipe_name, on_epoch=progress.epoch,
+        return self._on_device
+
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+        return train_run(spec, self.recipe, self.on_device(), run_dir, self.recipe_name, on_epoch=progress.epoch,
                          on_step=progress.step, on_resume=progress.resumed)
 
 

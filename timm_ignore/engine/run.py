@@ -15,6 +15,7 @@ import logging
 import math
 import pathlib
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import timm
@@ -37,7 +38,7 @@ from .data import ImageData, SplitTensors
 from .recipe import EngineRecipe
 from .weight_decay import authors_param_groups
 
-__all__ = ['StepCallback', 'train_run']
+__all__ = ['StepCallback', 'measure_epoch_time', 'train_run']
 
 _logger = logging.getLogger(__name__)
 
@@ -76,6 +77,79 @@ def _build_optimizer(model: nn.Module, recipe: EngineRecipe) -> torch.optim.Opti
     if recipe.weight_decay_policy == 'authors':
         return create_optimizer_v2(model, param_group_fn=authors_param_groups, **kwargs)
     return create_optimizer_v2(model, filter_bias_and_bn=recipe.weight_decay_policy == 'timm', **kwargs)
+
+
+@dataclass
+class _Training:
+    """Everything one run trains with, built from timm's factories as the recipe says (seeded by the run's seed)."""
+    model: nn.Module
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], Any]
+    inputs: _Inputs
+    steps: int
+    num_epochs: int
+
+    @classmethod
+    def build(cls, spec: RunSpec, recipe: EngineRecipe, data: ImageData) -> '_Training':
+        device = data.mean_image.device
+        torch.manual_seed(spec.seed)
+        model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
+        model.to(device=device, memory_format=torch.channels_last if recipe.channels_last else torch.contiguous_format)
+        optimizer = _build_optimizer(model, recipe)
+        steps = len(data.train) // recipe.batch_size
+        scheduler, num_epochs = create_scheduler_v2(
+            optimizer, **scheduler_kwargs(recipe.to_namespace(), decreasing_metric=recipe.eval_metric == 'loss'),
+            updates_per_epoch=steps)
+        amp_dtype = getattr(torch, recipe.amp_dtype)
+        autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype, enabled=recipe.amp)
+        scaler = torch.amp.GradScaler(device.type, enabled=recipe.amp and amp_dtype == torch.float16)
+        train_model = model
+        if recipe.torchcompile:
+            train_model = torch.compile(model, backend=recipe.torchcompile, mode=recipe.compile_mode)
+        return cls(model, train_model, optimizer, scheduler, scaler, autocast, _Inputs(data, recipe), steps, num_epochs)
+
+
+def measure_epoch_time(
+        spec: RunSpec,
+        recipe: EngineRecipe,
+        data: ImageData,
+        steps: int = 8,
+        warmup_steps: int = 3,
+) -> float:
+    """Seconds one epoch of ``spec`` takes on ``data``'s device: a few timed training steps and one validation batch.
+
+    The steps are the run's own (same model, optimizer, augmentation and precision), on a throwaway copy, so the
+    estimate includes everything an epoch does except its checkpoint writes. It is a lower bound on a machine whose
+    speed varies (other work, thermal limits); callers planning a time budget should add a margin.
+
+    Args:
+        spec: Model and seed.
+        recipe: Training settings.
+        data: The dataset on the training device.
+        steps: Timed training steps.
+        warmup_steps: Untimed steps first (allocator, oneDNN/cuDNN kernel choice).
+    """
+    t = _Training.build(spec, recipe, data)
+    marks = {}
+
+    def on_step(step: int, *_: Any) -> None:
+        if step in (warmup_steps, warmup_steps + steps):
+            if data.mean_image.device.type == 'cuda':
+                torch.cuda.synchronize()
+            marks[step] = time.perf_counter()
+
+    _train_epoch(t.train_model, t.optimizer, t.scheduler, t.scaler, t.autocast, t.inputs, data.train,
+                 torch.Generator().manual_seed(spec.seed), 0, warmup_steps + steps, recipe, on_step)
+    step_s = (marks[warmup_steps + steps] - marks[warmup_steps]) / steps
+    sample = min(len(data.validation), recipe.validation_batch_size)
+    head = SplitTensors(data.validation.images[:sample], data.validation.labels[:sample])
+    started = time.perf_counter()
+    evaluate(t.train_model, t.inputs.eval_batches(head), data.mean_image.device, t.autocast, nn.CrossEntropyLoss())
+    validation_s = (time.perf_counter() - started) * len(data.validation) / sample
+    return t.steps * step_s + validation_s
 
 
 def _random_states(data_rng: torch.Generator) -> dict[str, Any]:
@@ -140,23 +214,11 @@ def train_run(
     device = data.mean_image.device
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once (nondeterministic)
-    torch.manual_seed(spec.seed)
     data_rng = torch.Generator().manual_seed(spec.seed + _DATA_SEED_OFFSET)
-    model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
-    model.to(device=device, memory_format=torch.channels_last if recipe.channels_last else torch.contiguous_format)
-    optimizer = _build_optimizer(model, recipe)
-    batch = recipe.batch_size
-    steps = len(data.train) // batch
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, **scheduler_kwargs(recipe.to_namespace(), decreasing_metric=recipe.eval_metric == 'loss'),
-        updates_per_epoch=steps)
-    amp_dtype = getattr(torch, recipe.amp_dtype)
-    autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype, enabled=recipe.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=recipe.amp and amp_dtype == torch.float16)
-    train_model = model
-    if recipe.torchcompile:
-        train_model = torch.compile(model, backend=recipe.torchcompile, mode=recipe.compile_mode)
-    inputs = _Inputs(data, recipe)
+    t = _Training.build(spec, recipe, data)
+    model, train_model, optimizer, scheduler, scaler, autocast, inputs = (
+        t.model, t.train_model, t.optimizer, t.scheduler, t.scaler, t.autocast, t.inputs)
+    batch, steps, num_epochs = recipe.batch_size, t.steps, t.num_epochs
 
     args = _train_py_args(spec, recipe, data)
     state = dict(epoch=-1, best_metric=None, best_epoch=None, best_val=None, train_time_s=0.0, wall_time_s=0.0,

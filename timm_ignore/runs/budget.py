@@ -2,11 +2,18 @@
 
 The speeds live in the matrix folder's ``speed.json``: per model, the mean wall time of its epochs trained here
 (training and validation, as the epoch lines measure it) and its training img/s. A run's estimate is its epochs left
-times its model's mean epoch time. A model never trained in this folder is estimated from the slowest model of its
-zoo family measured here (an attention variant costs about what its twin does; within a family the attention blocks
-cost at most ~25 % more than the plain network, so the slowest measured one rarely underestimates it). A model with
-no measured family member cannot be estimated: it is started only as the first run of an invocation (so every piece
-of a campaign makes progress and measures it), never after another run.
+times its model's epoch time, which is, in order of trust:
+
+1. the mean of its epochs trained in this folder;
+2. a probe on this machine: a trainer that can time a few of the run's own steps (the engine's
+   ``measure_epoch_time``) is asked before the run, and the result is kept as ``probe_epoch_time_s``;
+3. the slowest model of its zoo family measured here (an attention variant costs about what its twin does, but CBAM
+   can cost far more than SE, which is why a probe comes first);
+4. none: the run is started only as the first run of an invocation (so every piece of a campaign makes progress and
+   measures it), never after another run.
+
+A campaign spread over sessions on different machines keeps its folder but not its speeds' meaning: delete
+``speed.json`` when the machine changes (the probe then measures again).
 """
 import json
 import math
@@ -64,15 +71,34 @@ class SpeedBook:
         n = entry['epochs']
         entry.update(epochs=n + 1, epoch_time_s=(entry['epoch_time_s'] * n + epoch_time_s) / (n + 1),
                      images_per_s=(entry['images_per_s'] * n + images_per_s) / (n + 1))
+        self._save()
+
+    def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.speeds, indent=2, sort_keys=True) + '\n')
 
+    def add_probe(self, model: str, epoch_time_s: float) -> None:
+        """Record a probe's estimate of one epoch of ``model`` (used until an epoch is measured), and save."""
+        self.speeds.setdefault(model, dict(epochs=0, epoch_time_s=0.0, images_per_s=0.0))
+        self.speeds[model]['probe_epoch_time_s'] = epoch_time_s
+        self._save()
+
+    def measured(self, model: str) -> bool:
+        """Whether ``model`` has an epoch time of its own here (trained epochs or a probe)."""
+        entry = self.speeds.get(model, {})
+        return entry.get('epochs', 0) > 0 or 'probe_epoch_time_s' in entry
+
     def epoch_time(self, model: str) -> Optional[float]:
-        """Seconds per epoch of ``model``: measured, else the slowest measured model of its family, else None."""
-        if model in self.speeds:
-            return self.speeds[model]['epoch_time_s']
+        """Seconds per epoch of ``model``: trained here, else probed here, else the slowest measured model of its
+        family, else None."""
+        entry = self.speeds.get(model, {})
+        if entry.get('epochs', 0) > 0:
+            return entry['epoch_time_s']
+        if 'probe_epoch_time_s' in entry:
+            return entry['probe_epoch_time_s']
         family = _family(model)
-        kin = [v['epoch_time_s'] for m, v in self.speeds.items() if family is not None and _family(m) == family]
+        kin = [v['epoch_time_s'] for m, v in self.speeds.items()
+               if family is not None and _family(m) == family and v.get('epochs', 0) > 0]
         return max(kin) if kin else None
 
     def estimate(self, model: str, epochs_left: int) -> float:

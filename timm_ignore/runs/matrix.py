@@ -8,8 +8,9 @@ gives a :class:`Trainer` that trains one run in its folder. The matrix
 - holds the folder (one matrix at a time; ``flock``) and, for a trainer with a fixed recipe, records it in
   ``queue.json``: a folder of another recipe is refused with the keys that differ and how to resume or start anew;
 - reports progress through one :class:`~.progress.Progress` and records every epoch's speed (``speed.json``);
-- with a time limit, starts a run only when its estimated time (:class:`~.budget.SpeedBook`) fits in what is left,
-  and otherwise stops cleanly, saying what is left.
+- with a time limit, starts a run only when its estimated time (:class:`~.budget.SpeedBook`; a model with no
+  epoch time here is first probed by the trainer) fits in what is left, and otherwise stops cleanly, saying what is
+  left.
 """
 import contextlib
 import fcntl
@@ -120,10 +121,13 @@ def hold_folder(output: pathlib.Path) -> Iterator[None]:
 
 
 class Trainer(Protocol):
-    """What the matrix needs of a trainer: the epochs a run trains, and training one run in its folder."""
+    """What the matrix needs of a trainer: the epochs a run trains, its speed here, and training one run."""
 
     def epochs(self, spec: RunSpec) -> int:
         """Epochs the run trains in all."""
+
+    def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
+        """Seconds one epoch of the run takes on this machine, from a short probe; None if the trainer cannot tell."""
 
     def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
         """Train (or resume) the run to its end, reporting to ``progress``; returns its record (``run.json``)."""
@@ -168,6 +172,11 @@ def run_matrix(
             progress.kept(p.spec)
     for index, p in enumerate(pending):
         if time_limit_s is not None:
+            if not book.measured(p.spec.model):
+                probed = trainer.measure_epoch_time(p.spec)
+                if probed is not None:
+                    book.add_probe(p.spec.model, probed)
+                    log(f'{p.spec.name}: speed probe on this machine: about {format_time(probed)} per epoch.')
             left_s = time_limit_s - (time.monotonic() - started)
             estimate = book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done)
             unknown_first = math.isinf(estimate) and index == 0

@@ -35,6 +35,10 @@ class TimmTrainer:
     def epochs(self, spec: RunSpec) -> int:
         return self.configs[spec].epochs
 
+    def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
+        """None: timm's loaders have no cheap probe (worker start-up and decoding dominate a few steps)."""
+        return None
+
     def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
         config = self.configs[spec]
         start = time.perf_counter()
