@@ -30,6 +30,7 @@ needs_gloo = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
                                 reason='torch built without gloo')
 
 
+@pytest.mark.slow  # two processes
 @needs_gloo
 def test_ddp_gradients_are_the_mean_of_the_ranks_gradients(tmp_path):
     """2 CPU processes (gloo), an SE and a CBAM model, 3 steps each; the assertions run in the ranks."""
@@ -64,6 +65,7 @@ def _launch(train_py: pathlib.Path, processes: int, global_batch: int, *args: st
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # torchrun, two processes
 @needs_gloo
 def test_launch_script_trains_two_cpu_processes_as_one(tmp_path):
     """distributed_train.sh 2 on CPU: two gloo ranks, each with half the global batch, end with the parameters of
@@ -97,6 +99,7 @@ def test_launch_script_trains_two_cpu_processes_as_one(tmp_path):
         torch.testing.assert_close(ranks[0]['state_dict'][name], p.detach(), rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow  # torchrun, two processes, timm's train.py
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason=(
     "needs 2 CUDA GPUs: timm's train.py wraps the model as DDP(model, device_ids=[device]), which torch refuses for "
     'a CPU model (the launch on CPU is test_launch_script_trains_two_cpu_processes_as_one)'))

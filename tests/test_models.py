@@ -236,6 +236,7 @@ def test_fused_training_step_matches_plain_autograd_in_a_model():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
 
 
+@pytest.mark.slow  # graph capture through AOT autograd
 @pytest.mark.parametrize('name', ['cifar_resnet50_cbam_ign2', 'densenet_se_ign3'])
 def test_torch_compile_matches_eager(name):
     """Whole-graph capture of each family through AOT autograd, training and eval, against eager.
