@@ -126,6 +126,7 @@ def hub_cache(tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow  # six ImageNet checkpoints, in a fresh process
 def test_pretrained_twins_load_the_timm_weights_mapped_exactly(hub_cache):
     root, env = hub_cache
     child = subprocess.run([sys.executable, '-c', _CHILD, json.dumps(PRETRAINED), str(root)], env=env,
@@ -145,6 +146,7 @@ def test_pretrained_twins_load_the_timm_weights_mapped_exactly(hub_cache):
     assert report['absent'] in ('LocalEntryNotFoundError', 'RuntimeError', 'OSError')  # a tag not in the cache
 
 
+@pytest.mark.slow  # an ImageNet checkpoint, in a fresh process
 def test_readme_conversion_runs_against_the_hub_cache(hub_cache):
     readme = (REPO_ROOT / 'README.md').read_text()
     section = readme[readme.index('## Learning to ignore in any timm model'):]
@@ -178,6 +180,7 @@ def _image_folder(root: pathlib.Path) -> pathlib.Path:
     return root
 
 
+@pytest.mark.slow  # a training run through timm's train.py
 def test_timm_train_py_fine_tunes_a_pretrained_twin(hub_cache, tmp_path):
     train_py = _train_py()
     _, env = hub_cache

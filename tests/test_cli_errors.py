@@ -105,6 +105,10 @@ def _mistakes(s: dict[str, pathlib.Path]) -> dict[str, tuple[list[str], str]]:
                                    r"no 'test' split in .*flat"),
         'validate wrong device': (['validate', data, '--checkpoint', str(s['run']), '--device', 'gpu0'],
                                   "--device 'gpu0' is not a device"),
+        'models pattern matching nothing': (['models', 'nonexist*'],
+                                            r"no model matches 'nonexist\*'.*'timm-ignore models' lists them all"),
+        'models table pattern matching nothing': (['models', 'seresnet*', '--markdown'],
+                                                  r"no model of the table .*matches 'seresnet\*'"),
         'compare unknown model': (['compare', '--models', 'cifar_resnet50', 'resnet_51', '--output',
                                    str(root / 'cmp'), '--epochs', '1'], r"unknown model 'resnet_51' \(--models\)"),
         'compare missing paper tables': (['compare', '--paper-tables', str(root / 'p.csv'), '--output',
@@ -154,14 +158,35 @@ def test_compare_checks_every_input_before_training(setup, capsys):
     assert not (output / 'runs').exists() or not any((output / 'runs').iterdir())
 
 
+def _modes(folder: pathlib.Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in [folder, *folder.rglob('*')]}
+
+
 def test_folders_the_tools_create_have_normal_permissions(setup, tmp_path):
+    """A published folder is readable as any file the user writes: safetensors' private 0o600 file included."""
     previous = os.umask(0o022)
     try:
         assert main(['publish', str(setup['run']), '--out', str(tmp_path / 'pub'), '--data', str(setup['data']),
                      '--repo-id', 'org/name']) == 0
     finally:
         os.umask(previous)
-    assert (tmp_path / 'pub').stat().st_mode & 0o777 == 0o755
+    modes = _modes(tmp_path / 'pub')
+    assert {'model.safetensors', 'config.json', 'README.md', 'args.yaml'} <= set(modes)
+    assert modes == {name: 0o755 if name == '.' else 0o644 for name in modes}
+
+
+def test_staged_folder_takes_the_umask_whatever_wrote_its_files(tmp_path):
+    from timm_ignore.staging import staged_directory
+    previous = os.umask(0o027)
+    try:
+        with staged_directory(tmp_path / 'out') as staging:
+            (staging / 'sub').mkdir(mode=0o700)
+            for name, mode in (('private', 0o600), ('sub/open', 0o666), ('tool', 0o700)):
+                (staging / name).write_text(name)
+                (staging / name).chmod(mode)
+    finally:
+        os.umask(previous)
+    assert _modes(tmp_path / 'out') == {'.': 0o750, 'sub': 0o750, 'private': 0o640, 'sub/open': 0o640, 'tool': 0o750}
 
 
 def test_shared_options_are_parsed_alike_in_every_command():

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -48,6 +49,7 @@ def _run(command: str, replacements: dict[str, str], extra: list[str], cwd: path
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow  # a training run through timm's train.py
 def test_recipe_command(shared_data, tmp_path):
     train_py_dir = timm_train_py()  # skips without TIMM_TRAIN_PY
     from timm_ignore.data.cifar import prepare_cifar
@@ -62,6 +64,7 @@ def test_recipe_command(shared_data, tmp_path):
     assert torch.load(run / 'last.pth.tar', weights_only=False)['arch'] == 'densenet_cbam_ign1_a08'
 
 
+@pytest.mark.slow  # a training run through timm's train.py
 def test_fine_tune_command_from_a_published_folder(shared_data, tmp_path):
     """A published folder's weights fine-tuned by train.py to another class count: body loaded, a new head."""
     timm_train_py()
@@ -85,6 +88,7 @@ def test_fine_tune_command_from_a_published_folder(shared_data, tmp_path):
     assert all(torch.allclose(tuned[k], published[k], atol=1e-3) for k in body)  # loaded, then a few tiny steps
 
 
+@pytest.mark.slow  # a training run through timm's train.py
 def test_twin_command_fine_tunes_timm_weights_mapped(shared_data, tmp_path):
     """seresnet50_ign3 --pretrained reads timm's seresnet50 weights (here a stand-in in an offline Hub cache)."""
     timm_train_py()

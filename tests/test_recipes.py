@@ -84,6 +84,7 @@ def _summary(run_dir: pathlib.Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a training run through timm's train.py
 def test_timm_train_py_runs_recipe_through_launch_script(shared_data, tmp_path):
     train_py = timm_train_py()
     tree = make_cifar10_tree(shared_data, tmp_path, per_batch=20)

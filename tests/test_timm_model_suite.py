@@ -35,6 +35,7 @@ def _timm_tests(cache_dir: pathlib.Path) -> pathlib.Path:
     return root / 'tests'
 
 
+@pytest.mark.slow  # minutes: every model through timm's whole suite
 def test_timm_model_suite(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = getattr(pytestconfig, 'cache', None)  # absent under -p no:cacheprovider
     tests = _timm_tests(cache.mkdir('timm-sdist') if cache else tmp_path_factory.mktemp('timm-sdist'))

@@ -4,6 +4,7 @@ import fnmatch
 import pathlib
 
 from ..models.zoo import MODELS, TWINS
+from .options import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,21 +14,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='rewrite the table between the model-table markers of this file')
 
 
+def _matching(names: list[str], pattern: str, what: str) -> list[str]:
+    """The names ``pattern`` matches; a pattern that matches none is a usage error."""
+    matched = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    if not matched:
+        raise UsageError(f"no {what} matches '{pattern}' (a shell-style pattern such as 'densenet_se*'); "
+                         "'timm-ignore models' lists them all")
+    return matched
+
+
 def run(args: argparse.Namespace) -> int:
     if not (args.markdown or args.update_readme):
-        for name, spec in MODELS.items():
-            if fnmatch.fnmatch(name, args.pattern):
-                print(f'{name:32s} {", ".join(spec.family.datasets)}')
-        for twin, source in TWINS.items():
-            if fnmatch.fnmatch(twin, args.pattern):
-                print(f"{twin:32s} ign3 twin of timm's {source} (its tags, weights mapped exactly)")
+        for name in _matching([*MODELS, *TWINS], args.pattern, 'model'):
+            if name in MODELS:
+                print(f'{name:32s} {", ".join(MODELS[name].family.datasets)}')
+            else:
+                print(f"{name:32s} ign3 twin of timm's {TWINS[name]} (its tags, weights mapped exactly)")
         return 0
+    if args.update_readme and args.pattern != '*':
+        raise UsageError('--update-readme writes the whole table; drop the pattern.')
+    names = set(_matching(list(MODELS), args.pattern, 'model of the table (ign3 twins are not in it)'))
+    # import time: only the table needs the FLOP counter
     from ..models.summary import markdown_table, model_rows, replace_marked_section
-    table = markdown_table([r for r in model_rows() if fnmatch.fnmatch(r.name, args.pattern)])
+    table = markdown_table([r for r in model_rows() if r.name in names])
     if args.update_readme:
-        if args.pattern != '*':
-            from .options import UsageError
-            raise UsageError('--update-readme writes the whole table; drop the pattern.')
         args.update_readme.write_text(replace_marked_section(args.update_readme.read_text(), table))
         print(f'updated the model table in {args.update_readme}')
     else:
