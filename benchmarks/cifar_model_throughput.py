@@ -1,93 +1,151 @@
-"""Training throughput of the CIFAR DenseNet-40 against the CIFAR ResNet-50, and of its fused dense blocks.
+"""Training throughput of the CIFAR zoo's families against the CIFAR ResNet-50, and against the machine's matmul.
 
-Three models are measured interleaved (round-robin, one timed chunk per model per round) in two settings within one
-run: float32 with contiguous tensors, and bfloat16 autocast with channels_last (how the GPU engine trains):
+The campaign's regime by default: bfloat16 autocast with channels_last, batch 128 at 32 px, full training steps
+(forward, cross-entropy, backward, an SGD step of timm's ``create_optimizer_v2``), models as ``timm.create_model``
+builds them. Per round, every model runs one timed chunk of steps and a bf16 matrix product of ``--matmul-size``
+is timed too (interleaved, so drifts of the machine cancel). The table gives per model:
 
-- ``cifar_resnet50``;
-- ``densenet`` as it trains by default (dense blocks as ``DenseBlockFunction``);
-- ``densenet_layerwise``: the same model with ``fused_backward = False`` on its stages (the layer-by-layer
-  concatenation; both share the transitions' pool-before-convolution, which is the same function too).
+- train img/s (median over rounds);
+- its ratio to ``cifar_resnet50`` (taken within each round, median over rounds);
+- its share of the matmul's FLOP/s: training FLOPs per image (3x the forward's matmul/convolution FLOPs counted by
+  ``torch.utils.flop_counter``) times img/s over the matmul's FLOP/s in the same round (median), i.e. how far the
+  model is from the machine's compute peak.
 
-A training step is forward, cross-entropy, backward and an SGD step. Each ratio is taken within a round, then the
-median over rounds; compare ratios from one run, not absolute numbers across runs (the CPU may be shared). The table
-is printed and a JSON record with the machine is written to ``benchmarks/results/``. On CPU the script re-runs itself
-with the allocator settings of ``attention_throughput.py``.
+A ``+autograd`` suffix turns every ``fused_backward`` off (``densenet+autograd``: the dense blocks as the
+layer-by-layer concatenation; attention blocks through plain autograd). ``--batch-sizes`` repeats the models at
+several batch sizes within the run. The table is printed and a JSON record with the machine is written to
+``benchmarks/results/``. On CPU the script re-runs itself with the allocator settings of ``attention_throughput.py``.
 
 Examples::
 
-    python benchmarks/cifar_model_throughput.py                          # CPU, batch 128 at 32 px
+    python benchmarks/cifar_model_throughput.py                          # CPU, the campaign's regime
+    python benchmarks/cifar_model_throughput.py --models cifar_resnet50,densenet --batch-sizes 64,128,256
     python benchmarks/cifar_model_throughput.py --device cuda --rounds 20 --steps 20
 """
 import argparse
+import copy
 import os
 import statistics
 import sys
+import time
 
 import torch
+from timm.optim import create_optimizer_v2
+from torch.utils.flop_counter import FlopCounterMode
 
 from attention_throughput import MALLOC_ENV, Runner, write_record
 
-SETTINGS = {'fp32': dict(amp=False, channels_last=False), 'bf16_channels_last': dict(amp=True, channels_last=True)}
-MODELS = ('cifar_resnet50', 'densenet', 'densenet_layerwise')
-RATIOS = (('densenet', 'cifar_resnet50'), ('densenet_layerwise', 'cifar_resnet50'), ('densenet', 'densenet_layerwise'))
+MODELS = ('cifar_resnet50', 'cifar_resnet50_se', 'cifar_resnet50_cbam', 'densenet', 'densenet+autograd',
+          'densenet_se', 'densenet_cbam')
+REFERENCE = 'cifar_resnet50'
 
 
-def make_runner(name: str, setting: dict[str, bool], args: argparse.Namespace) -> Runner:
-    runner_args = argparse.Namespace(**{**vars(args), **setting, 'compile': False})
-    runner = Runner(name.removesuffix('_layerwise'), runner_args)
-    if name.endswith('_layerwise'):
-        for stage in runner.model.stages:
-            stage.fused_backward = False
+def make_runner(name: str, batch_size: int, args: argparse.Namespace) -> Runner:
+    """A model in the regime of ``args`` whose steps use timm's SGD (momentum 0.9, weight decay as the recipes)."""
+    runner_args = argparse.Namespace(**{**vars(args), 'batch_size': batch_size, 'compile': False})
+    runner = Runner(name, runner_args)
+    runner.optimizer = create_optimizer_v2(runner.model, 'sgd', lr=0.1, momentum=0.9, weight_decay=1e-4)
     return runner
+
+
+def train_flops_per_image(runner: Runner) -> float:
+    """3x the forward's FLOPs (matmuls and convolutions) per image: forward, input gradient, weight gradient."""
+    model = copy.deepcopy(runner.model).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), runner.autocast(), counter:
+        model(runner.x)
+    return 3 * counter.get_total_flops() / runner.x.shape[0]
+
+
+class Matmul:
+    """A square bf16 matrix product on the benchmark's device: the machine's compute peak in this run."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.device = device
+        self.a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+        self.b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+        self.flops = 2 * size ** 3
+
+    def timed(self, steps: int) -> float:
+        """FLOP/s over ``steps`` products."""
+        self.sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            torch.mm(self.a, self.b)
+        self.sync()
+        return steps * self.flops / (time.perf_counter() - start)
+
+    def sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--models', default=','.join(MODELS), help='comma-separated (a +autograd suffix allowed)')
+    parser.add_argument('--batch-sizes', default='128', help='comma-separated batch sizes')
     parser.add_argument('--img-size', type=int, default=32)
     parser.add_argument('--num-classes', type=int, default=10)
     parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--steps', type=int, default=1, help='timed steps per model per round')
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--steps', type=int, default=2, help='timed steps per model per round')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--matmul-size', type=int, default=2048)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--settings', default=','.join(SETTINGS), help=f'comma-separated: {", ".join(SETTINGS)}')
+    parser.add_argument('--fp32', action='store_true', help='float32, contiguous (default: bf16 autocast + '
+                                                             'channels_last)')
     parser.add_argument('--no-record', action='store_true', help='do not write benchmarks/results/*.json')
     args = parser.parse_args()
-    settings = args.settings.split(',')
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        parser.error(f'unknown setting(s) {", ".join(unknown)}; allowed: {", ".join(SETTINGS)}')
+    models = args.models.split(',')
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
+    except ValueError:
+        parser.error(f'--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}')
+    if REFERENCE not in models:
+        parser.error(f'--models must include the reference {REFERENCE}')
+    args.amp, args.channels_last = not args.fp32, not args.fp32
 
     if args.device == 'cpu' and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
     torch.manual_seed(0)
-    runners = {(s, m): make_runner(m, SETTINGS[s], args) for s in settings for m in MODELS}
-    print(f'# batch {args.batch_size} at {args.img_size}px on {args.device}, training steps, '
-          f'{args.rounds} rounds x {args.steps} steps, settings {", ".join(settings)}, interleaved')
+    runners = {(b, m): make_runner(m, b, args) for b in batch_sizes for m in models}
+    flops = {m: train_flops_per_image(runners[batch_sizes[0], m]) for m in models}
+    matmul = Matmul(args.matmul_size, torch.device(args.device))
+    regime = 'float32' if args.fp32 else 'bf16 autocast + channels_last'
+    print(f'# {regime}, batch {",".join(map(str, batch_sizes))} at {args.img_size}px on {args.device}, training '
+          f'steps (timm SGD), {args.rounds} rounds x {args.steps} steps, interleaved; torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads')
     for runner in runners.values():
         for _ in range(args.warmup):
             runner.step('train')
-    results: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+    matmul.timed(args.steps)
+    results: dict[tuple[int, str], list[float]] = {key: [] for key in runners}
+    matmul_flops: list[float] = []
     for round_idx in range(args.rounds):
+        matmul_flops.append(matmul.timed(args.steps))
         for key, runner in runners.items():
             results[key].append(runner.timed('train', args.steps))
         print(f'# round {round_idx + 1}/{args.rounds} done', file=sys.stderr, flush=True)
 
-    throughput = {s: {m: statistics.median(results[s, m]) for m in MODELS} for s in settings}
-    ratios = {s: {f'{a} / {b}': statistics.median(x / y for x, y in zip(results[s, a], results[s, b]))
-                  for a, b in RATIOS} for s in settings}
-    print(f'\n{"train img/s (median)":28s} ' + ' '.join(f'{s:>20s}' for s in settings))
-    for m in MODELS:
-        print(f'{m:28s} ' + ' '.join(f'{throughput[s][m]:20.1f}' for s in settings))
-    print(f'\n{"ratio (median of per-round)":40s} ' + ' '.join(f'{s:>20s}' for s in settings))
-    for a, b in RATIOS:
-        print(f'{a + " / " + b:40s} ' + ' '.join(f'{ratios[s][f"{a} / {b}"]:20.3f}' for s in settings))
+    rows = {}
+    for (b, m), r in results.items():
+        reference = results[b, REFERENCE]
+        rows[f'{m}@{b}'] = dict(
+            model=m, batch_size=b, img_s=statistics.median(r),
+            ratio=statistics.median(x / y for x, y in zip(r, reference)),
+            matmul_share=statistics.median(x * flops[m] / f for x, f in zip(r, matmul_flops)),
+            train_gflop_per_image=flops[m] / 1e9)
+    peak = statistics.median(matmul_flops)
+    print(f'\nbf16 matmul {args.matmul_size}^3: {peak / 1e9:.0f} GFLOP/s (median)\n')
+    print(f'| model | batch | train img/s | ratio to {REFERENCE} | train GFLOP/img | share of matmul FLOP/s |')
+    print('|---|---:|---:|---:|---:|---:|')
+    for row in rows.values():
+        print(f'| `{row["model"]}` | {row["batch_size"]} | {row["img_s"]:.0f} | {row["ratio"]:.2f} | '
+              f'{row["train_gflop_per_image"]:.3f} | {row["matmul_share"]:.2f} |')
 
     if not args.no_record:
         write_record(
-            f'cifar_model_throughput_{args.device}', args,
-            note='shared machine: other jobs ran at the same time; only the within-run ratios are meaningful',
-            rounds={f'{s}/{m}': v for (s, m), v in results.items()}, throughput=throughput, ratios=ratios)
+            f'cifar_model_throughput_{args.device}', args, regime=regime, threads=torch.get_num_threads(),
+            matmul_flops=matmul_flops, rounds={k: v for k, v in zip(rows, results.values())}, table=rows)
     return 0
 
 

@@ -154,13 +154,17 @@ def _fused_and_layerwise(name: str, **kwargs) -> tuple[nn.Module, nn.Module]:
     return model, layerwise
 
 
-@pytest.mark.parametrize('name', ['densenet', 'densenet_cbam_ign3'])
-def test_fused_dense_blocks_are_the_layerwise_densenet(name):
+@pytest.mark.parametrize('name, memory_format', [
+    ('densenet', torch.contiguous_format), ('densenet', torch.channels_last),
+    ('densenet_cbam_ign3', torch.contiguous_format)])
+def test_fused_dense_blocks_are_the_layerwise_densenet(name, memory_format):
+    """Both layouts: the fused block moves channels_last maps through 2-D transposes, contiguous ones through views."""
     model, layerwise = _fused_and_layerwise(name, depth=13)
-    model, layerwise = model.double(), layerwise.double()
+    model, layerwise = (m.double().to(memory_format=memory_format) for m in (model, layerwise))
     taken = []
     model.stages[1].attn.register_forward_hook(lambda m, i, o: taken.append(type(i[0].grad_fn).__name__))
-    x, y = torch.randn(6, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (6,))
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=memory_format)
+    y = torch.randint(0, 10, (6,))
     results = []
     for m in (model, layerwise):
         x_in = x.clone().requires_grad_()
