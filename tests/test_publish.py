@@ -74,6 +74,16 @@ def test_card_reports_measured_metrics_next_to_the_paper(published, shared_data)
     assert 'the project has no public address yet, so this card links to none' in ' '.join(card.text.split())
 
 
+def test_a_run_without_a_record_gets_its_test_errors_measured_by_the_one_evaluator(published, capsys):
+    """A train.py run records no test error: publish measures it (single view and flip TTA) as validate does."""
+    assert main(['validate', str(published['root'] / 'data'), '--checkpoint', str(published['run']), '--no-ema',
+                 '--json', '--flip-tta', '--device', 'cpu']) == 0
+    validated = json.loads(capsys.readouterr().out)
+    text = ' '.join(ModelCard.load(published['folder'] / 'README.md').text.split())
+    assert (f"the run's own test top-1 error {validated['top1_err']:.2f}% (timm's data config; with flip test-time "
+            f"augmentation {validated['top1_err_flip']:.2f}%)") in text
+
+
 def test_local_dir_loads_the_published_model(published):
     x = torch.randn(2, 3, 32, 32)
     loaded = timm.create_model(f'local-dir:{published["folder"]}', pretrained=True).eval()

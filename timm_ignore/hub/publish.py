@@ -10,7 +10,7 @@ refused before any evaluation unless asked for (see :mod:`timm_ignore.runs.readi
 import json
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -200,8 +200,12 @@ def publish_folder(
     stored_model = storage_copy(model, dtype)  # a value out of the dtype's range is refused before any evaluation
     evaluate = dict(batch_size=batch_size, workers=workers, device=device)
     reference_logits: list = []
+    unrecorded = split == 'test' and record.test_top1_err_flip is None  # a train.py run, or an older record
     result = evaluate_split(model, split_dir, **evaluate, on_logits=reference_logits.append,
-                            flip_tta=dtype == 'float32')  # else measured on the stored copy, which the card reports
+                            flip_tta=dtype == 'float32' or unrecorded)
+    if unrecorded:  # the run's test at its published checkpoint, measured here as runs.scoring measures a run
+        record = replace(record, test_top1_err_flip=result.top1_err_flip, test_top1_err=(
+            result.top1_err if record.test_top1_err is None else record.test_top1_err))
 
     storage = None
     with staged_directory(out_dir) as staging:
