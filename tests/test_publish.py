@@ -61,7 +61,7 @@ def test_card_reports_measured_metrics_next_to_the_paper(published, shared_data)
     assert card.data.datasets == ['uoft-cs/cifar10'] and 'timm' in card.data.tags
     _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
     measured = {r.metric_type: r.metric_value for r in results if r.dataset_split == 'test'}
-    assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [88.0]  # summary.csv, epoch 1
+    assert [r.metric_value for r in results if r.dataset_split == 'validation'] == [38.0]  # summary.csv, epoch 1
     top1_err, loss = reference_metrics(published['model'], published['images'], shared_data)
     assert measured['top1_error'] == pytest.approx(top1_err, abs=1e-3)
     assert measured['loss'] == pytest.approx(loss, rel=1e-4)
@@ -69,8 +69,19 @@ def test_card_reports_measured_metrics_next_to_the_paper(published, shared_data)
     assert card.data.timm_ignore['hf_hub_id'] == 'org/name' and card.data.timm_ignore['tag'] == TAG
     assert 'Seed: 42; epochs: 2' in card.text and 'SHA-256' in card.text
     assert '@inproceedings{laakom2021learning' in card.text
-    assert 'SE attention, ign3 gate' in card.text and 'validation top-1 error 88.00%' in card.text  # summary.csv
-    assert '(https://github.com/firasl/inverse_attention)' in card.text and 'timm-ignore](' in card.text
+    assert 'SE attention, ign3 gate' in card.text and 'validation top-1 error 38.00%' in card.text  # summary.csv
+    assert '(https://github.com/firasl/inverse_attention)' in card.text and 'timm-ignore](' not in card.text
+    assert 'the project has no public address yet, so this card links to none' in ' '.join(card.text.split())
+
+
+def test_a_run_without_a_record_gets_its_test_errors_measured_by_the_one_evaluator(published, capsys):
+    """A train.py run records no test error: publish measures it (single view and flip TTA) as validate does."""
+    assert main(['validate', str(published['root'] / 'data'), '--checkpoint', str(published['run']), '--no-ema',
+                 '--json', '--flip-tta', '--device', 'cpu']) == 0
+    validated = json.loads(capsys.readouterr().out)
+    text = ' '.join(ModelCard.load(published['folder'] / 'README.md').text.split())
+    assert (f"the run's own test top-1 error {validated['top1_err']:.2f}% (timm's data config; with flip test-time "
+            f"augmentation {validated['top1_err_flip']:.2f}%)") in text
 
 
 def test_local_dir_loads_the_published_model(published):

@@ -3,6 +3,7 @@ weights kept in the repository's layout and loaded offline by the registered tag
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from timm_ignore.hub.publish import publish_folder
 from timm_ignore.hub.registry import register_card
 from timm_ignore.hub.storage import StorageError, storage_copy
 from timm_ignore.models._weights import read_weights_cards
+from timm_ignore.models.zoo import AUTHORS_CODE_URL, DATA_COPIES
 
 MODEL = 'cifar_resnet50_se'
 
@@ -40,7 +42,7 @@ def engine_run(shared_data, tmp_path_factory):
 def published16(engine_run):
     out = engine_run['root'] / 'fp16'
     assert main(['publish', str(engine_run['run']), '--out', str(out), '--data', str(engine_run['data']),
-                 '--repo-id', 'org/zoo', '--dtype', 'float16']) == 0
+                 '--repo-id', 'org/zoo', '--dtype', 'float16', '--allow-untrained']) == 0  # a smoke run
     return out
 
 
@@ -53,7 +55,8 @@ def test_float16_file_keeps_integer_buffers_and_halves_the_size(engine_run, publ
     assert weights.keys() == reference.keys()
     for key, tensor in weights.items():  # each value is the float32 one rounded to float16 (counters exact)
         assert torch.equal(tensor, reference[key].to(tensor.dtype)), key
-    publish_folder(engine_run['run'], tmp_path / 'fp32', data_root=engine_run['data'], repo_id='org/zoo')
+    publish_folder(engine_run['run'], tmp_path / 'fp32', data_root=engine_run['data'], repo_id='org/zoo',
+                   allow_untrained=True)
     size16, size32 = ((f / 'model.safetensors').stat().st_size for f in (published16, tmp_path / 'fp32'))
     assert 0.49 < size16 / size32 < 0.53
 
@@ -89,7 +92,7 @@ def test_publish_refuses_a_copy_whose_error_moves(engine_run, monkeypatch, tmp_p
     monkeypatch.setattr(publish_module, 'storage_copy', biased_copy)
     out = tmp_path / 'refused'
     assert main(['publish', str(engine_run['run']), '--out', str(out), '--data', str(engine_run['data']),
-                 '--repo-id', 'org/zoo', '--dtype', 'float16']) == 2
+                 '--repo-id', 'org/zoo', '--dtype', 'float16', '--allow-untrained']) == 2
     err = capsys.readouterr().err
     assert 'the float16 copy has test top-1 error' in err and 'publish with --dtype float32' in err
     assert len(err.strip().splitlines()) == 1 and not out.exists() and not list(tmp_path.iterdir())
@@ -113,8 +116,9 @@ def test_card_of_the_engine_run_states_what_the_zoo_needs(engine_run, published1
         "labels, order and the paper's 40k / 10k / test split are exact", 'mean absolute difference 5.8/255',
         'not digit-for-digit with the paper', '(train 256, validation 128, test 128)',
         "the `test` split of CIFAR-10 (JPEG copy)",
-        "Recipe: `cifar10_authors.yaml` — the authors' recipe as "
-        '[their code](https://github.com/firasl/inverse_attention)',
+        'Recipe: `cifar10_authors.yaml` (`train_scripts/cifar10_authors.yaml` in the timm-ignore source); 3 epochs, '
+        'batch 64, optimizer `momentum` (momentum 0.9), peak lr 0.1, `multistep` schedule —',
+        "the authors' recipe as [their code](https://github.com/firasl/inverse_attention)",
         'Seed: 0; epochs: 3',
         f'epoch {record["best_epoch"]} (0-based',
         f'validation top-1 error {record["val_top1_err"]:.2f}%',
@@ -195,3 +199,82 @@ def test_registering_keeps_another_entry_unless_asked(published16, tmp_path):
     assert link.read_text() == 'a card written by hand'
     register_card(folder, cards, overwrite=True)
     assert link.resolve() == (folder / 'README.md').resolve()
+
+
+def _card_metrics(card: ModelCard) -> dict[str, float]:
+    _, results = model_index_to_eval_results(card.data.to_dict()['model-index'])
+    return {r.metric_name: r.metric_value for r in results if r.dataset_split == 'test'}
+
+
+def test_the_card_states_what_a_reader_needs_to_trust_it(engine_run, published16, capsys):
+    """Recipe, epochs, seed, best epoch, single-view and flip-TTA error, wall time and machine, the data copy and what
+    it means; the headline is the single-view error `validate` reproduces; no invented address."""
+    record = json.loads((engine_run['run'] / 'run.json').read_text())
+    card = ModelCard.load(published16 / 'README.md')
+    text = ' '.join(card.text.split())
+    metrics = _card_metrics(card)
+    single, flip = metrics['Top-1 error (%)'], metrics['Top-1 error, flip TTA (%)']
+    copy = DATA_COPIES['cifar10-jpeg']
+    for statement in (
+            f'**Top-1 error {single:.2f}%** on the `test` split of {copy.display_name}, single view (the number '
+            '`timm-ignore validate` and timm\'s `validate.py` reproduce',
+            f'with flip test-time augmentation (the mean softmax of each image and its mirror) {flip:.2f}%',
+            f'| Top-1 error (%) | {single:.2f} |', f'| Top-1 error, flip TTA (%) | {flip:.2f} | not reported |',
+            '`cifar10_authors.yaml` (`train_scripts/cifar10_authors.yaml` in the timm-ignore source)',
+            'Seed: 0; epochs: 3', f'epoch {record["best_epoch"]} (0-based',
+            f'with flip test-time augmentation {record["test_top1_err_flip"]:.2f}%',  # the run's own, from its record
+            f'Trained on: {record["device"]}; wall time {record["wall_time_s"] / 3600:.2f} h',
+            f'Data: {copy.display_name}: {copy.meaning}',
+            'the project has no public address yet, so this card links to none'):
+        assert statement in text, statement
+    links = set(re.findall(r'https?://[^\s)>\]`\'"]+', card.content))
+    assert links == {AUTHORS_CODE_URL}, links  # the authors' code; nothing invented for this project
+    # the headline is what validate reproduces from the published folder
+    assert main(['validate', str(engine_run['data']), '--model', f'local-dir:{published16}', '--pretrained', '--json',
+                 '--device', 'cpu', '--flip-tta']) == 0
+    validated = json.loads(capsys.readouterr().out)
+    assert abs(validated['top1_err'] - single) <= 0.05 and abs(validated['top1_err_flip'] - flip) <= 0.05
+
+
+def _copy_run(run: pathlib.Path, root: pathlib.Path, **record_changes) -> pathlib.Path:
+    copy = shutil.copytree(run, root / run.name)
+    record = json.loads((copy / 'run.json').read_text())
+    (copy / 'run.json').write_text(json.dumps({**record, **record_changes}))
+    return copy
+
+
+def test_publish_refuses_a_run_at_chance_level_before_any_evaluation(engine_run, tmp_path, monkeypatch, capsys):
+    run = _copy_run(engine_run['run'], tmp_path, test_top1_err=86.0)
+    argv = ['publish', str(run), '--out', str(tmp_path / 'out'), '--data', str(engine_run['data']), '--repo-id',
+            'org/zoo', '--dtype', 'float16']
+    with monkeypatch.context() as m:
+        m.setattr(publish_module, 'evaluate_split', lambda *a, **k: pytest.fail('evaluated before refusing'))
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / 'out').exists()
+    assert ('its test top-1 error 86.00% is at chance level (>= 85%: 90% for 10 classes, less 5 points)' in err
+            and 'a smoke run cannot become a card (pass --allow-untrained' in err)
+    assert main(argv + ['--allow-untrained']) == 0
+    text = ' '.join(ModelCard.load(tmp_path / 'out' / 'README.md').text.split())
+    assert ('> **Not a trained model.** This run was published with `--allow-untrained`: its test top-1 error 86.00% '
+            'is at chance level') in text
+
+
+def test_publish_refuses_a_run_cut_off_before_its_recipes_epochs(engine_run, tmp_path, capsys):
+    run = shutil.copytree(engine_run['run'], tmp_path / 'cut')
+    (run / 'run.json').unlink()
+    lines = (run / 'summary.csv').read_text().splitlines(keepends=True)
+    (run / 'summary.csv').write_text(''.join(lines[:-1]))  # killed during its last epoch
+    argv = ['publish', str(run), '--out', str(tmp_path / 'out'), '--data', str(engine_run['data']), '--repo-id',
+            'org/zoo']
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'it trained 2 of the 3 epochs of its recipe' in err
+    assert main(argv + ['--allow-untrained']) == 0
+    assert 'it trained 2 of the 3 epochs of its recipe' in (tmp_path / 'out' / 'README.md').read_text()
+
+
+def test_a_finished_run_above_chance_needs_no_flag(engine_run, tmp_path):
+    run = _copy_run(engine_run['run'], tmp_path, test_top1_err=84.99)
+    folder = publish_folder(run, tmp_path / 'out', data_root=engine_run['data'], repo_id='org/zoo')
+    assert 'Not a trained model' not in (folder.path / 'README.md').read_text()

@@ -52,7 +52,7 @@ def test_report_has_every_run_and_the_table_per_paper_row(queue, capsys):
         assert float(row['wall_time_s']) == record['wall_time_s'] and row['device'] == record['device']
     model, _ = load_model(queue['queue'] / f'{TRAIN_PY_MODEL}-seed42')  # tested here, on --data-dir's test split
     assert float(runs[4]['test_top1_err']) == pytest.approx(evaluate_split(model, queue['data'] / 'test').top1_err)
-    assert float(runs[4]['val_top1_err']) == pytest.approx(88.0) and runs[4]['wall_time_s'] == ''  # summary.csv
+    assert float(runs[4]['val_top1_err']) == pytest.approx(38.0) and runs[4]['wall_time_s'] == ''  # summary.csv
 
     results = {r['model']: r for r in _csv(out / 'results.csv')}
     for model, (paper, paper_std) in PAPER.items():
@@ -89,7 +89,8 @@ def test_one_test_error_per_run_from_every_entry_point(queue, tmp_path, capsys):
     row = next(r for r in _csv(out / 'runs.csv') if r['run_dir'] == str(run))
     assert float(row['test_top1_err']) == record['test_top1_err']
     assert float(row['test_top1_err_flip']) == record['test_top1_err_flip'] is not None
-    published = publish_folder(run, tmp_path / 'published', data_root=queue['data'], repo_id='org/x')
+    published = publish_folder(run, tmp_path / 'published', data_root=queue['data'], repo_id='org/x',
+                               allow_untrained=True)
     assert round(published.result.top1_err, 4) == record['test_top1_err']
     assert record['test_top1_err_pixel_mean'] is not None  # the authors' recipe: its own normalisation, named
 
@@ -109,7 +110,8 @@ def test_a_folder_without_finished_runs_fails_in_one_line(queue, tmp_path, capsy
 def test_publish_zoo_publishes_the_best_validation_seed_of_every_model(queue, tmp_path, capsys):
     weights, cards = tmp_path / 'weights', tmp_path / 'weights_cards'
     argv = ['publish-zoo', str(queue['queue']), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir',
-            str(weights), '--cards-dir', str(cards), '--models', 'cifar_resnet50', 'cifar_resnet50_se']
+            str(weights), '--cards-dir', str(cards), '--models', 'cifar_resnet50', 'cifar_resnet50_se',
+            '--allow-untrained']  # smoke runs
     assert main(argv) == 0
     registry = read_weights_cards({f'{m}.cifar10': 10 for m in PAPER}, cards)
     for model in PAPER:
@@ -126,13 +128,84 @@ def test_publish_zoo_publishes_the_best_validation_seed_of_every_model(queue, tm
     assert sorted(p.name for p in weights.iterdir()) == [f'{m}.cifar10' for m in PAPER]
     capsys.readouterr()
 
-    before = (weights / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns
-    assert main(argv) == 2  # refused before any evaluation
-    err = capsys.readouterr().err
-    assert 'already published' in err and 'pass --overwrite' in err and len(err.strip().splitlines()) == 1
-    assert (weights / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns == before
-    assert main(argv + ['--overwrite']) == 0
+    before = {m: (weights / f'{m}.cifar10' / 'model.safetensors').stat().st_mtime_ns for m in PAPER}
+    for extra in ([], ['--overwrite']):  # the same runs again: kept as they are, with or without --overwrite
+        assert main(argv + extra) == 0
+        out = capsys.readouterr().out
+        assert 'publishing 0 models' in out and 'keeping 2 published' in out
+        assert all(f'{m}.cifar10: already published from seed' in out and 'the same run record), kept' in out
+                   for m in PAPER)
+        assert {m: (weights / f'{m}.cifar10' / 'model.safetensors').stat().st_mtime_ns for m in PAPER} == before
     assert not [p for p in weights.iterdir() if p.name.startswith('.')]  # no staging folder left
+
+
+def _queue_copy(queue, root, runs):
+    """A copy of the queue folder (its queue.json lists every run of RUNS) holding only ``runs``."""
+    copy = root / 'queue'
+    copy.mkdir(parents=True)
+    shutil.copyfile(queue['queue'] / 'queue.json', copy / 'queue.json')
+    for name in runs:
+        shutil.copytree(queue['queue'] / name, copy / name)
+    return copy
+
+
+def test_publish_zoo_adds_finished_models_keeps_published_ones_and_lists_waiting_ones(queue, tmp_path, capsys):
+    """The campaign's flow: publish what finished, run again as more finishes; a changed best seed needs --overwrite."""
+    q = _queue_copy(queue, tmp_path, ['cifar_resnet50-seed0', 'cifar_resnet50_se-seed0'])
+    (q / 'cifar_resnet50_se-seed0' / 'run.json').rename(tmp_path / 'se-run.json')  # still training
+    weights, cards = tmp_path / 'weights', tmp_path / 'weights_cards'
+    argv = ['publish-zoo', str(q), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir', str(weights),
+            '--cards-dir', str(cards), '--allow-untrained']
+    plain = weights / 'cifar_resnet50.cifar10'
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'publishing 1 models' in out and 'cifar_resnet50.cifar10: seed 0 of [0]' in out
+    assert 'waiting for a finished run: cifar_resnet50_se' in out  # its run folder, and queue.json's seed 1
+    assert sorted(p.name for p in weights.iterdir()) == ['cifar_resnet50.cifar10']
+    first = (plain / 'model.safetensors').stat().st_mtime_ns
+
+    (tmp_path / 'se-run.json').rename(q / 'cifar_resnet50_se-seed0' / 'run.json')  # it finished
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'cifar_resnet50.cifar10: already published from seed 0 (the same run record), kept' in out
+    assert 'cifar_resnet50_se.cifar10: seed 0 of [0]' in out and 'waiting for' not in out
+    assert (plain / 'model.safetensors').stat().st_mtime_ns == first
+    assert sorted(p.name for p in cards.iterdir()) == ['cifar_resnet50.cifar10.md', 'cifar_resnet50_se.cifar10.md']
+
+    seed1 = shutil.copytree(queue['queue'] / 'cifar_resnet50-seed1', q / 'cifar_resnet50-seed1')
+    record = json.loads((seed1 / 'run.json').read_text())
+    seed0 = json.loads((q / 'cifar_resnet50-seed0' / 'run.json').read_text())
+    record['val_top1_err'] = seed0['val_top1_err'] - 1.0  # seed 1 is now the best: the published seed changed
+    (seed1 / 'run.json').write_text(json.dumps(record))
+    assert main(argv) == 2  # refused before any evaluation, naming what would be replaced
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'already published from another run' in err
+    assert str(plain) in err and 'cifar_resnet50_se' not in err and 'pass --overwrite' in err
+    assert (plain / 'model.safetensors').stat().st_mtime_ns == first and 'Seed: 0;' in (plain / 'README.md').read_text()
+    assert main(argv + ['--overwrite']) == 0
+    out = capsys.readouterr().out
+    assert 'cifar_resnet50.cifar10: seed 1 of [0, 1]' in out and 'cifar_resnet50_se.cifar10: already published' in out
+    assert 'Seed: 1;' in (plain / 'README.md').read_text()
+    registry = read_weights_cards({f'{m}.cifar10': 10 for m in PAPER}, cards)
+    assert registry['cifar_resnet50.cifar10'].local_file == (plain / 'model.safetensors').resolve()
+
+
+def test_publish_zoo_refuses_untrained_runs_unless_allowed(queue, tmp_path, capsys):
+    q = _queue_copy(queue, tmp_path, ['cifar_resnet50-seed0', 'cifar_resnet50_se-seed0'])
+    for name, error in (('cifar_resnet50-seed0', 89.5), ('cifar_resnet50_se-seed0', 40.0)):
+        record = json.loads((q / name / 'run.json').read_text())
+        (q / name / 'run.json').write_text(json.dumps({**record, 'test_top1_err': error}))
+    argv = ['publish-zoo', str(q), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir',
+            str(tmp_path / 'w'), '--cards-dir', str(tmp_path / 'c')]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and '--allow-untrained' in err
+    assert 'cifar_resnet50.cifar10 (seed 0: its test top-1 error 89.50% is at chance level (>= 85%' in err
+    assert 'cifar_resnet50_se' not in err and not (tmp_path / 'w').exists()  # nothing published, nothing evaluated
+    assert main(argv + ['--allow-untrained']) == 0
+    assert 'Not a trained model.' in (tmp_path / 'w' / 'cifar_resnet50.cifar10' / 'README.md').read_text()
+    assert 'Not a trained model.' not in (tmp_path / 'w' / 'cifar_resnet50_se.cifar10' / 'README.md').read_text()
 
 
 def test_publish_zoo_refuses_bad_input_in_one_line(queue, tmp_path, capsys):

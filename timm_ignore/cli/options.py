@@ -77,6 +77,13 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', help='cuda, cuda:1, cpu, ... (default: cuda when available, else cpu)')
 
 
+def add_allow_untrained_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-untrained`` of ``publish`` and ``publish-zoo`` (see ``timm_ignore.runs.readiness``)."""
+    parser.add_argument('--allow-untrained', action='store_true',
+                        help="publish a run that did not train its recipe's epochs or whose error is at chance level "
+                             '(a smoke run); its card says so at the top. Without it such a run is refused')
+
+
 def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     """``--which`` (a run folder's checkpoint) and ``--ema``/``--no-ema``."""
     parser.add_argument('--which', choices=('best', 'last'), default='best',

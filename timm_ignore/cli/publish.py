@@ -1,7 +1,7 @@
 """``timm-ignore publish``: turn a training run into a Hub model folder, and optionally upload it."""
 import argparse
 
-from .options import add_checkpoint_options, add_device_option, add_model_options
+from .options import add_allow_untrained_option, add_checkpoint_options, add_device_option, add_model_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='storage dtype of model.safetensors; float16 halves the file and is checked against the '
                              'float32 checkpoint on the split (refused if top-1 error moves by more than 0.05 points)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing folder / Hub weights')
+    add_allow_untrained_option(parser)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
     add_device_option(parser)
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.out, data_root=args.data, repo_id=args.repo_id, paper_tables=args.paper_tables,
         model_name=args.model, split=args.split, which=args.which, ema=args.ema, model_kwargs=args.model_kwargs,
         num_classes=args.num_classes, run_record=read_run_record(args.run_record) if args.run_record else None,
-        dtype=args.dtype, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-        device=resolve_device(args.device))
+        dtype=args.dtype, allow_untrained=args.allow_untrained, overwrite=args.overwrite, batch_size=args.batch_size,
+        workers=args.workers, device=resolve_device(args.device))
     r = folder.result
     print(f'{folder.model_name}: top-1 err {r.top1_err:.2f}%, top-5 err {r.top5_err:.2f}%, loss {r.loss:.4f} '
           f'on {r.num_images} images of {r.split_dir}')

@@ -1,7 +1,7 @@
 """``timm-ignore publish-zoo``: the best seed of every model of a finished queue, published into the repository."""
 import argparse
 
-from .options import add_device_option
+from .options import add_allow_untrained_option, add_device_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--models', nargs='+', metavar='NAME', help='only these models (default: every one)')
     parser.add_argument('--dtype', choices=('float16', 'float32'), default='float16',
                         help='storage dtype (default float16, checked against the float32 checkpoint)')
-    parser.add_argument('--overwrite', action='store_true', help='replace published weights and registry entries')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace published weights and registry entries that come from another run (a model '
+                             'whose best seed changed); models published from the same run are kept either way')
+    add_allow_untrained_option(parser)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
     add_device_option(parser)
@@ -31,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     find_split(args.data, 'test')
     device = resolve_device(args.device)
     plan = plan_zoo(args.queue, args.data, args.weights_dir, args.cards_dir, args.hub_org, args.models, args.overwrite,
-                    device)
-    print(f'publishing {len(plan)} models into {args.weights_dir}/ (registered in {args.cards_dir}/)', flush=True)
+                    device, allow_untrained=args.allow_untrained)
+    print(f'publishing {len(plan.publish)} models into {args.weights_dir}/ (registered in {args.cards_dir}/), '
+          f'keeping {len(plan.kept)} published, {len(plan.waiting)} waiting', flush=True)
     publish_zoo(plan, args.data, args.cards_dir, dtype=args.dtype, overwrite=args.overwrite,
                 device=device, batch_size=args.batch_size, workers=args.workers,
-                log=lambda line: print(line, flush=True))
+                allow_untrained=args.allow_untrained, log=lambda line: print(line, flush=True))
     return 0

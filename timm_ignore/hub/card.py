@@ -24,7 +24,8 @@ __all__ = ['CardInputs', 'TrainingRecord', 'build_card']
 RECIPE_ARGS = (
     'config', 'epochs', 'batch_size', 'opt', 'lr', 'lr_base', 'momentum', 'weight_decay', 'sched', 'decay_milestones',
     'decay_rate', 'warmup_epochs', 'smoothing', 'mixup', 'hflip', 'model_ema', 'model_ema_decay', 'amp',
-    'model_kwargs', 'weight_decay_policy', 'input_norm', 'shift', 'amp_dtype', 'channels_last', 'trainer')
+    'model_kwargs', 'weight_decay_policy', 'input_norm', 'shift', 'amp_dtype', 'channels_last', 'trainer',
+    'sched_on_updates', 'warmup_prefix', 'warmup_lr', 'min_lr')
 #: Training args that say which data the run trained and selected on.
 DATA_ARGS = ('data_dir', 'dataset', 'train_split', 'val_split', 'num_classes')
 #: The card's data config keys (those a registry card may carry).
@@ -40,6 +41,10 @@ CITATION = """@inproceedings{laakom2021learning,
 }"""
 #: EvalResult field -> (Hub metric type, display name).
 _METRICS = {'top1_err': ('top1_error', 'Top-1 error (%)'), 'top5_err': ('top5_error', 'Top-5 error (%)')}
+FLIP_LABEL = 'Top-1 error, flip TTA (%)'
+#: The project in the card's words: a link once it has a public address, else a statement that it has none.
+PROJECT = (f'[timm-ignore]({PROJECT_URL})' if PROJECT_URL else
+           'timm-ignore (a timm plugin; the project has no public address yet, so this card links to none)')
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class TrainingRecord:
         ema: Whether the published weights are the EMA weights.
         seed: Training seed.
         epochs: Epochs trained.
+        recipe_epochs: Epochs the run's recipe trains (timm's count from ``args.yaml``: a warm-up prefix included).
         best_epoch: Epoch of the published checkpoint (train.py's 0-based numbering, as in summary.csv).
         val_top1_err: Validation top-1 error (%) of that epoch.
         test_top1_err: Test top-1 error (%) of that epoch as the run's record states it (``run.json``; measured as
@@ -73,6 +79,7 @@ class TrainingRecord:
     ema: bool = False
     seed: Optional[int] = None
     epochs: Optional[int] = None
+    recipe_epochs: Optional[int] = None
     best_epoch: Optional[int] = None
     val_top1_err: Optional[float] = None
     test_top1_err: Optional[float] = None
@@ -91,7 +98,10 @@ class CardInputs:
     """Everything a card states: the model, where it is published, how it was trained and what was measured.
 
     ``data_copy`` is the copy of the dataset the evaluated split belongs to (None: the official files), ``storage``
-    the check of a stored copy in another dtype than float32 (None: the checkpoint's float32 weights as they are).
+    the check of a stored copy in another dtype than float32 (None: the checkpoint's float32 weights as they are),
+    ``untrained`` why the run is not a trained model when it was published anyway (stated at the top), ``run_sha256``
+    what identifies the run published (:func:`timm_ignore.runs.run_digest`; ``publish-zoo`` compares it), and
+    ``recipe_file`` the recipe's path in this package's source tree when it is one of its recipes.
     """
     spec: ModelSpec
     tag: str
@@ -103,6 +113,9 @@ class CardInputs:
     code_version: str
     data_copy: Optional[DataCopySpec] = None
     storage: Optional[StoredCopyCheck] = None
+    untrained: tuple[str, ...] = ()
+    run_sha256: str = ''
+    recipe_file: Optional[str] = None
     license: str = 'apache-2.0'
 
 
@@ -114,6 +127,9 @@ def _card_data(c: CardInputs) -> ModelCardData:
     results = [HubEvalResult(**common, dataset_split=split, metric_type=hub_type, metric_name=name,
                              metric_value=round(getattr(c.result, key), 4))
                for key, (hub_type, name) in _METRICS.items()]
+    if c.result.top1_err_flip is not None:
+        results.append(HubEvalResult(**common, dataset_split=split, metric_type='top1_error_flip_tta',
+                                     metric_name=FLIP_LABEL, metric_value=round(c.result.top1_err_flip, 4)))
     results.append(HubEvalResult(**common, dataset_split=split, metric_type='loss', metric_name='Cross-entropy loss',
                                  metric_value=round(c.result.loss, 6)))
     if c.training.val_top1_err is not None:
@@ -127,7 +143,7 @@ def _card_data(c: CardInputs) -> ModelCardData:
         tags=['image-classification', 'timm', 'timm-ignore', 'learning-to-ignore', PAPER_ID.lower()],
         model_name=f'{c.spec.name}.{c.tag}', eval_results=results,
         timm_ignore={'model': c.spec.name, 'tag': c.tag, 'hf_hub_id': c.repo_id, 'num_classes': c.num_classes,
-                     'data_config': data_config})
+                     'data_config': data_config, **({'run_sha256': c.run_sha256} if c.run_sha256 else {})})
 
 
 def _args_table(args: dict[str, Any], keys: tuple[str, ...]) -> str:
@@ -139,10 +155,34 @@ def _shown(value: Any, fmt: str = '{}') -> str:
     return 'not recorded' if value is None else fmt.format(value)
 
 
-def _recipe(t: TrainingRecord) -> str:
-    """The recipe's name, and what it is when the args say (the engine's authors' recipe)."""
+def _key_settings(args: dict[str, Any]) -> str:
+    """The recipe's main settings in words, from the run's args (all of them: the table below and ``args.yaml``)."""
+    warmup = args.get('warmup_epochs')
+    parts = [
+        f'{args["epochs"]} epochs' if args.get('epochs') is not None else '',
+        f'{warmup} warm-up epoch(s){" ahead of them" if args.get("warmup_prefix") else ""}' if warmup else '',
+        f'batch {args["batch_size"]}' if args.get('batch_size') else '',
+        f'optimizer `{args["opt"]}` (momentum {args.get("momentum")})' if args.get('opt') else '',
+        f'peak lr {args["lr"]}' if args.get('lr') is not None else '',
+        f'`{args["sched"]}` schedule{" set every update" if args.get("sched_on_updates") else ""}'
+        if args.get('sched') else '',
+        f'weight decay {args["weight_decay"]}' + (f' (policy `{args["weight_decay_policy"]}`)'
+                                                  if args.get('weight_decay_policy') else '')
+        if args.get('weight_decay') is not None and args.get('weight_decay_policy') != 'authors' else '',
+        f'label smoothing {args["smoothing"]}' if args.get('smoothing') else '',
+    ]
+    return ', '.join(p for p in parts if p)
+
+
+def _recipe(t: TrainingRecord, recipe_file: Optional[str] = None) -> str:
+    """The recipe's name (and its path in the source tree), its key settings from the run's args, and what it is when
+    the args say (the engine's authors' recipe)."""
     is_file_name = t.recipe is not None and t.recipe.endswith(('.yaml', '.yml')) and ' ' not in t.recipe
     shown = f'`{t.recipe}`' if is_file_name else _shown(t.recipe)
+    if recipe_file:
+        shown += f' (`{recipe_file}` in the timm-ignore source)'
+    if _key_settings(t.args):
+        shown += f'; {_key_settings(t.args)}'
     if t.args.get('weight_decay_policy') == 'authors':
         shown += (f" — the authors' recipe as [their code]({AUTHORS_CODE_URL}) runs it (per-tensor L2 weight decay, "
                   f"inputs minus the per-pixel mean image, real-valued shifts), trained by timm-ignore's in-memory "
@@ -184,14 +224,26 @@ def build_card(c: CardInputs) -> ModelCard:
     results = '\n'.join(
         f'| {label} | {getattr(r, key):.2f} | {c.paper[key] if key in c.paper else "not reported"} |'
         for key, (_, label) in _METRICS.items())
+    if r.top1_err_flip is not None:
+        results += f'\n| {FLIP_LABEL} | {r.top1_err_flip:.2f} | not reported |'
+    flip = '' if r.top1_err_flip is None else (
+        f'; with flip test-time augmentation (the mean softmax of each image and its mirror) {r.top1_err_flip:.2f}%')
+    warning = '' if not c.untrained else (
+        f'> **Not a trained model.** This run was published with `--allow-untrained`: {"; ".join(c.untrained)}. Its '
+        f'numbers show the pipeline works, not what the architecture reaches.\n\n')
+    epochs = _shown(t.epochs) + ('' if t.recipe_epochs is None or t.recipe_epochs == t.epochs
+                                 else f' (its recipe: {t.recipe_epochs})')
     hours = None if t.wall_time_s is None else t.wall_time_s / 3600
     body = f"""
 # {name}
 
-{c.spec.family.description}: {c.spec.attention_label}, trained on {data_name}. A model of *Learning to
+{warning}{c.spec.family.description}: {c.spec.attention_label}, trained on {data_name}. A model of *Learning to
 ignore: rethinking attention in CNNs* (Laakom et al., BMVC 2021, {PAPER_ID}), implemented on timm by
-[timm-ignore]({PROJECT_URL}). The paper's authors published their own code at
+{PROJECT}. The paper's authors published their own code at
 [{AUTHORS_CODE_URL.split('github.com/')[-1]}]({AUTHORS_CODE_URL}).
+
+**Top-1 error {r.top1_err:.2f}%** on the `{split}` split of {data_name}, single view (the number `timm-ignore
+validate` and timm's `validate.py` reproduce with these weights and timm's data config){flip}.
 
 ## Usage
 
@@ -222,8 +274,8 @@ Measured by `timm-ignore publish` on the `{split}` split of {data_name} ({r.num_
 ## Training
 
 - Data: {t.dataset or data_name}
-- Recipe: {_recipe(t)}
-- Seed: {_shown(t.seed)}; epochs: {_shown(t.epochs)}
+- Recipe: {_recipe(t, c.recipe_file)}
+- Seed: {_shown(t.seed)}; epochs: {epochs}
 - Published checkpoint: `{t.checkpoint}` ({'EMA weights' if t.ema else 'weights'}), epoch {_shown(t.best_epoch)}
   (0-based, as in the run's summary.csv); validation top-1 error {_shown(t.val_top1_err, '{:.2f}%')}; the run's
   own test top-1 error {_shown(t.test_top1_err, '{:.2f}%')} (timm's data config; with flip test-time augmentation

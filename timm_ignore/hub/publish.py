@@ -4,12 +4,13 @@ The folder holds ``model.safetensors`` and timm's ``config.json`` (both written 
 model card ``README.md`` with the metrics measured here, and the run's ``args.yaml``. It is written beside the
 target and renamed into place when complete, so a failed run leaves no half-written folder. Weights stored in
 float16 (``dtype``) are loaded back through timm and measured against the float32 checkpoint before the folder is
-kept (see :mod:`timm_ignore.hub.storage`).
+kept (see :mod:`timm_ignore.hub.storage`). A run that did not train its recipe's epochs or is at chance level is
+refused before any evaluation unless asked for (see :mod:`timm_ignore.runs.readiness`).
 """
 import json
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -22,12 +23,16 @@ from ..evaluate import EvalResult, evaluate_split, find_split
 from ..models.zoo import DATASETS, data_copy, get_model_spec
 from ..paper import read_paper_tables
 from ..provenance import code_version
-from ..runs import read_data_description, read_record, summary_val_error
+from ..runs import (
+    read_data_description, read_record, run_digest, schedule_epochs, summary_val_error, untrained_problems)
 from ..staging import staged_directory
 from .card import CardInputs, TrainingRecord, build_card
 from .storage import MAX_ERROR_CHANGE, STORAGE_DTYPES, StoredCopyCheck, check_stored_copy, storage_copy
 
-__all__ = ['PublishedFolder', 'publish_folder', 'read_run_record', 'training_record']
+__all__ = ['PublishedFolder', 'UntrainedRunError', 'publish_folder', 'read_run_record', 'training_record']
+
+#: The recipes in this package's source tree (a checkout; a wheel has none), named on cards by their path there.
+RECIPES_DIR = Path(__file__).resolve().parents[2] / 'train_scripts'
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,15 @@ class PublishedFolder:
     storage: Optional[StoredCopyCheck] = None
 
 
+class UntrainedRunError(ValueError):
+    """A run that did not finish its recipe's epochs or is at chance level: no card unless ``allow_untrained``."""
+
+
 #: Run record keys (``run.json``, of either trainer) that are card fields under another name.
 RECORD_ALIASES = {'device': 'hardware'}
 #: Card fields a run record may set.
-RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord) if f.name not in ('checkpoint', 'ema', 'args'))
+RECORD_FIELDS = tuple(f.name for f in fields(TrainingRecord)
+                      if f.name not in ('checkpoint', 'ema', 'args', 'recipe_epochs'))
 
 
 def _dataset_line(description: Mapping[str, Any]) -> str:
@@ -75,7 +85,7 @@ def training_record(checkpoint: TrainingCheckpoint, overrides: Optional[Mapping[
     derived = dict(
         checkpoint=checkpoint.path.name, ema=checkpoint.ema, seed=args.get('seed'), epochs=args.get('epochs'),
         best_epoch=checkpoint.epoch, val_top1_err=summary_val_error(checkpoint.run_dir, checkpoint.epoch),
-        recipe=args.get('config') or None, args=args)
+        recipe=args.get('config') or None, recipe_epochs=schedule_epochs(args), args=args)
     engine = _record_fields(read_record(checkpoint.run_dir) or {})
     if engine.get('best_epoch') not in (None, checkpoint.epoch):  # the record describes another checkpoint
         engine = {k: v for k, v in engine.items()
@@ -102,6 +112,12 @@ def read_run_record(path: Union[str, Path]) -> dict[str, Any]:
     return record
 
 
+def _recipe_file(recipe: Optional[str]) -> Optional[str]:
+    """``train_scripts/NAME`` when the recipe is a file of this package's source tree, else None."""
+    name = Path(recipe).name if recipe else ''
+    return f'{RECIPES_DIR.name}/{name}' if name and (RECIPES_DIR / name).is_file() else None
+
+
 def publish_folder(
         checkpoint_path: Union[str, Path],
         out_dir: Union[str, Path],
@@ -118,6 +134,7 @@ def publish_folder(
         run_record: Optional[Mapping[str, Any]] = None,
         dtype: str = 'float32',
         max_error_change: float = MAX_ERROR_CHANGE,
+        allow_untrained: bool = False,
         overwrite: bool = False,
         batch_size: int = 128,
         workers: int = 0,
@@ -141,6 +158,8 @@ def publish_folder(
         dtype: Storage dtype of ``model.safetensors`` (``float32`` or ``float16``; see ``hub.storage``).
         max_error_change: For a dtype other than float32: the largest change of the test top-1 error (points) the
             stored copy may make.
+        allow_untrained: Publish a run that did not train its recipe's epochs or is at chance level (a smoke run);
+            its card then says so at the top. Without it such a run is refused before any evaluation.
         overwrite: Replace an existing ``out_dir`` (a folder; a file is never replaced).
         batch_size: Evaluation batch size.
         workers: Evaluation data loader workers.
@@ -149,6 +168,8 @@ def publish_folder(
     Raises:
         FileExistsError: ``out_dir`` exists and ``overwrite`` is not set, or it is a file.
         FileNotFoundError, ValueError: Bad checkpoint, data, tables or run record (the message names the file).
+        UntrainedRunError: The run is not a trained model (see :func:`timm_ignore.runs.untrained_problems`) and
+            ``allow_untrained`` is not set.
         StorageError: The stored copy's test error differs from the checkpoint's by more than ``max_error_change``,
             or the weights do not fit ``dtype``; nothing is written.
     """
@@ -171,11 +192,20 @@ def publish_folder(
     if not tag:
         raise ValueError(f'{checkpoint.path}: a {model.num_classes}-class {name} is no tag of the zoo; publish '
                          f'{" or ".join(f"{name}.{t}" for t in spec.family.datasets)} (--model).')
+    untrained = tuple(untrained_problems(checkpoint.run_dir, checkpoint.args, model.num_classes))
+    if untrained and not allow_untrained:
+        raise UntrainedRunError(f'{checkpoint.run_dir}: not a trained model: {"; ".join(untrained)}; a smoke run '
+                                f'cannot become a card (pass --allow-untrained to publish it anyway, marked as such).')
     paper = tables.for_model(spec, DATASETS[tag].paper_dataset)
     stored_model = storage_copy(model, dtype)  # a value out of the dtype's range is refused before any evaluation
     evaluate = dict(batch_size=batch_size, workers=workers, device=device)
     reference_logits: list = []
-    result = evaluate_split(model, split_dir, **evaluate, on_logits=reference_logits.append)
+    unrecorded = split == 'test' and record.test_top1_err_flip is None  # a train.py run, or an older record
+    result = evaluate_split(model, split_dir, **evaluate, on_logits=reference_logits.append,
+                            flip_tta=dtype == 'float32' or unrecorded)
+    if unrecorded:  # the run's test at its published checkpoint, measured here as runs.scoring measures a run
+        record = replace(record, test_top1_err_flip=result.top1_err_flip, test_top1_err=(
+            result.top1_err if record.test_top1_err is None else record.test_top1_err))
 
     storage = None
     with staged_directory(out_dir) as staging:
@@ -185,13 +215,15 @@ def publish_folder(
             stored_logits: list = []
             loaded = timm.create_model(f'local-dir:{staging}', pretrained=True)
             stored = evaluate_split(loaded, split_dir, **evaluate, data_config=result.data_config,
-                                    on_logits=stored_logits.append)
+                                    on_logits=stored_logits.append, flip_tta=True)
             storage = check_stored_copy(dtype, result.top1_err, reference_logits, stored.top1_err, stored_logits,
                                         max_error_change)
             result = stored
         card = CardInputs(spec=spec, tag=tag, repo_id=repo_id, num_classes=model.num_classes, result=result,
                           paper=paper, training=record, code_version=code_version(),
-                          data_copy=data_copy(read_data_description(data_root)), storage=storage)
+                          data_copy=data_copy(read_data_description(data_root)), storage=storage,
+                          untrained=untrained, run_sha256=run_digest(checkpoint.run_dir, checkpoint.path),
+                          recipe_file=_recipe_file(record.recipe))
         build_card(card).save(staging / 'README.md')
         if checkpoint.args_file is not None:
             shutil.copyfile(checkpoint.args_file, staging / 'args.yaml')

@@ -3,6 +3,7 @@
 - :mod:`.layout`: every file name of a run folder and a matrix folder, the run folder name ``{model}-seed{seed}``;
 - :mod:`.record`: the record ``run.json`` (atomic), the one definition of a finished run;
 - :mod:`.summary`: ``summary.csv`` rows; :mod:`.data`: what a data folder says it is;
+- :mod:`.readiness`: whether a run can become a model card (its recipe's epochs, above chance level);
 - :mod:`.scoring`: the one test of a run (the evaluator and data path of the engine's record, ``compare --runs``,
   ``publish`` and ``validate``); :mod:`.report`: the report over finished runs;
 - :mod:`.matrix`: plan, check, hold, train and resume a (model x seed) matrix with either trainer, with one
@@ -17,10 +18,12 @@ from .layout import (
     ARGS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE, SUMMARY_FILE, RunSpec,
     run_name)
 from .matrix import (
-    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, plan_matrix, recipe_difference,
-    run_matrix, write_queue_file)
+    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, plan_matrix, queued_runs,
+    recipe_difference, run_matrix, write_queue_file)
 from .progress import EpochReport, Progress, format_time
-from .record import ENGINE_TRAINER, atomic_save, atomic_write_text, is_finished, read_record, write_record
+from .readiness import CHANCE_MARGIN, chance_error, schedule_epochs, untrained_problems
+from .record import (
+    ENGINE_TRAINER, atomic_save, atomic_write_text, is_finished, read_record, run_digest, write_record)
 from .report import (
     ResultRow, RunRecord, collect_finished_runs, format_runs, format_table, run_record_of, summarize, write_results)
 from .scoring import score_run, test_run
@@ -28,11 +31,12 @@ from .summary import finished_epochs, read_summary, summary_metrics, summary_val
 
 __all__ = [
     'SpeedBook', 'TimeLimitError', 'parse_duration', 'check_class_count', 'described_copy', 'read_data_description',
-    'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE', 'SUMMARY_FILE',
-    'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder',
-    'hold_folder', 'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file', 'EpochReport', 'Progress',
-    'format_time', 'ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished', 'read_record',
-    'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'format_runs', 'format_table', 'run_record_of',
-    'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary', 'summary_metrics',
-    'summary_val_error', 'trim_summary',
+    'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
+    'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',
+    'check_matrix_folder', 'hold_folder', 'plan_matrix', 'queued_runs', 'recipe_difference', 'run_matrix',
+    'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error',
+    'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished',
+    'read_record', 'run_digest', 'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'format_runs',
+    'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs',
+    'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
 ]

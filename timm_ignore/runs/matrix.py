@@ -104,6 +104,14 @@ def write_queue_file(
         recipe_name=recipe_name, recipe_fingerprint=fingerprint, recipe=recipe, runs=entries), indent=2) + '\n')
 
 
+def queued_runs(output: pathlib.Path) -> list[RunSpec]:
+    """Every run ever asked for in the matrix folder ``output`` (its ``queue.json``); [] without one."""
+    queue_file = pathlib.Path(output) / QUEUE_FILE
+    if not queue_file.is_file():
+        return []
+    return [RunSpec(e['model'], int(e['seed'])) for e in json.loads(queue_file.read_text())['runs']]
+
+
 @contextlib.contextmanager
 def hold_folder(output: pathlib.Path) -> Iterator[None]:
     """Create ``output`` and hold it for one matrix at a time.

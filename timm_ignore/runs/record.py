@@ -1,4 +1,5 @@
 """A run's record (``run.json``), written atomically and last, and the one definition of a finished run."""
+import hashlib
 import json
 import os
 import pathlib
@@ -10,7 +11,8 @@ import yaml
 from .layout import ARGS_FILE, BEST_CHECKPOINT, RECORD_FILE
 from .summary import finished_epochs
 
-__all__ = ['ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished', 'read_record', 'write_record']
+__all__ = ['ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished', 'read_record', 'run_digest',
+           'write_record']
 
 #: ``args.yaml``'s ``trainer`` of an engine run: such a run is finished only once it has written its record.
 ENGINE_TRAINER = 'timm_ignore.engine'
@@ -34,6 +36,20 @@ def read_record(run_dir: pathlib.Path) -> Optional[dict[str, Any]]:
     """The record of a run that wrote one (a finished run of either trainer), else None."""
     path = pathlib.Path(run_dir) / RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_digest(run_dir: pathlib.Path, checkpoint: Optional[pathlib.Path] = None) -> str:
+    """What identifies a finished run's result: the SHA-256 of its record (``run.json``), or, for a run without one
+    (timm's train.py), of its published ``checkpoint`` (default: the best one). A retrained or another run differs."""
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / RECORD_FILE
+    if not path.is_file():
+        path = pathlib.Path(checkpoint) if checkpoint is not None else run_dir / BEST_CHECKPOINT
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_record(run_dir: pathlib.Path, record: dict[str, Any]) -> None:
