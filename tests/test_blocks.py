@@ -299,6 +299,7 @@ def test_ign3_is_explicit_with_the_last_layer_negated(cls):
     assert not torch.allclose(same_weights(x), ign3(x), atol=1e-3)  # the flip itself does change the function
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('cls', [IgnoreCbam])
 def test_inductor_matches_eager(cls):
     """torch.compile (inductor, whole graph) of a block: outputs, input and parameter gradients, float32 and

@@ -95,6 +95,7 @@ def test_run_folder_is_read_by_the_project_checkpoint_tools(reference):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
 
 
+@pytest.mark.slow
 def test_killed_queue_resumes_to_the_uninterrupted_result(reference, recipe_file, data_dir, tmp_path):
     """Killed (SIGKILL) in the middle of the first run, then started again: bit-identical runs, each trained once."""
     output = tmp_path / 'queue'
@@ -184,6 +185,7 @@ def test_cli_zoo_tag_is_the_papers_cifar10_rows():
     assert len(names) == 26 and len({n.split('_')[0] for n in names}) == 2
 
 
+@pytest.mark.slow
 def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
     lines = []
     recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})

@@ -21,7 +21,7 @@ import torch
 
 from ..runs import (
     MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, plan_matrix,
-    read_record, run_matrix, write_queue_file)
+    read_record, run_matrix, schedule_epochs, write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
 from .run import measure_epoch_time, train_run
@@ -88,7 +88,8 @@ class EngineTrainer:
     _on_device: Optional[ImageData] = field(default=None, init=False, repr=False)
 
     def epochs(self, spec: RunSpec) -> int:
-        return self.recipe.epochs
+        """The epochs a run trains, as timm's scheduler counts them (a warm-up prefix included)."""
+        return schedule_epochs(self.recipe.to_dict())
 
     def loaded(self) -> ImageData:
         """The decoded dataset, on the CPU.
@@ -185,15 +186,16 @@ def run_queue(
         raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
     with hold_folder(output):
         write_queue_file(output, runs, recipe.to_dict(), recipe.fingerprint(), recipe_name)
-        pending = [p.spec for p in plan_matrix(runs, output, lambda spec: recipe.epochs) if not p.finished]
+        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
+        epochs = trainer.epochs(runs[0]) if runs else recipe.epochs
+        pending = [p.spec for p in plan_matrix(runs, output, trainer.epochs) if not p.finished]
         log(f'{len(runs) - len(pending)} of {len(runs)} runs already finished; {len(pending)} to train on {device} '
             f'({parallel} at a time).')
-        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
-        log_every = max(1, recipe.epochs // 20)
+        log_every = max(1, epochs // 20)
         if parallel == 1 or not pending:
             return run_matrix(runs, output, trainer, log, time_limit_s, log_every=log_every).records
         data = trainer.loaded()
-        progress = Progress(list(runs), {s: recipe.epochs for s in pending}, log, parallel, log_every,
+        progress = Progress(list(runs), {s: epochs for s in pending}, log, parallel, log_every,
                             speeds=SpeedBook(output))
         failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
         if failed:
