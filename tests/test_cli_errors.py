@@ -7,6 +7,7 @@ import logging
 import os
 import pathlib
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -156,6 +157,16 @@ def test_compare_checks_every_input_before_training(setup, capsys):
                  '--epochs', '1', '--device', 'cpu', '--demo-per-class', '4', '2', '2']) == 2
     assert 'did you mean' in capsys.readouterr().err
     assert not (output / 'runs').exists() or not any((output / 'runs').iterdir())
+
+
+def test_compare_without_matplotlib_stops_before_training(setup, capsys, monkeypatch):
+    """Figure 1 needs the ``figures`` extra: its absence is said before the first epoch, not after the matrix."""
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib raises ImportError
+    output = setup['root'] / 'cmp-no-matplotlib'
+    assert main(['compare', '--models', 'cifar_resnet50', '--output', str(output), '--epochs', '1', '--device', 'cpu',
+                 '--demo-per-class', '4', '2', '2']) == 2
+    assert 'pip install "timm-ignore[figures]"' in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not output.exists()
 
 
 def _modes(folder: pathlib.Path) -> dict[str, int]:

@@ -2,10 +2,13 @@
 
 cli -> {hub, train, engine, figures} -> runs -> {checkpoint, evaluate, paper, ...} -> models -> convert -> layers.
 The trainers and ``hub`` import neither each other; imports inside functions count (they hide cycles, not remove
-them).
+them). An import inside a function is allowed only for an optional dependency or import time, and says which in a
+comment.
 """
 import ast
+import io
 import pathlib
+import tokenize
 
 import pytest
 
@@ -137,3 +140,37 @@ def test_the_checker_sees_a_cycle_and_a_wrong_direction():
     assert ('timm_ignore.runs.report', False) in graph['timm_ignore.hub.zoo_publish'] or any(
         t.startswith('timm_ignore.runs') for t, _ in graph['timm_ignore.hub.zoo_publish'])
     assert any(t == 'timm_ignore.checkpoint' for t, _ in graph['timm_ignore.runs.scoring'])
+
+
+def _unexplained_function_imports(source: str) -> list[int]:
+    """Lines of imports inside a function with no ``#`` comment on their line nor on the line just above."""
+    commented = {token.start[0] for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                 if token.type == tokenize.COMMENT}
+    return sorted({sub.lineno for node in ast.walk(ast.parse(source))
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for sub in ast.walk(node) if isinstance(sub, (ast.Import, ast.ImportFrom))
+                   and not {sub.lineno, sub.lineno - 1} & commented})
+
+
+def test_every_import_inside_a_function_says_why():
+    """Optional dependencies and import time are the only reasons for an import inside a function; each says which."""
+    unexplained = [f'{path.relative_to(PACKAGE.parent)}:{line}' for path in sorted(PACKAGE.rglob('*.py'))
+                   for line in _unexplained_function_imports(path.read_text())]
+    assert not unexplained, 'imports inside functions without a reason comment: ' + ', '.join(unexplained)
+
+
+def test_the_checker_sees_an_unexplained_import():
+    source = (
+        'import os\n'
+        'def f():\n'
+        '    import json\n'
+        '    import yaml  # optional\n'
+        '    x = "#"\n'
+        '    import csv\n'
+        '    # import time\n'
+        '    from . import heavy\n'
+        '    class C:\n'
+        '        def g(self):\n'
+        '            import re\n'
+    )
+    assert _unexplained_function_imports(source) == [3, 6, 11]

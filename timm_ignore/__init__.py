@@ -9,6 +9,8 @@ Importing this package registers every model of the paper in timm's model regist
 
 ``convert_gates`` (flip the attention gates of any timm model, :mod:`timm_ignore.convert`) is loaded on first use.
 """
+import importlib
+
 from .layers import GATE_NAMES, IgnoreCbam, IgnoreGate, IgnoreMmtm, IgnoreSqueezeExcite, ignore_gate
 from .models import MODELS, CifarDenseNet, CifarResNet, IgnoreResNet
 from .version import __version__
@@ -23,6 +25,5 @@ _LAZY = {'convert_gates': 'convert'}
 
 def __getattr__(name: str):  # PEP 562: the conversion tools load on first use, not on import
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(f'.{_LAZY[name]}', __name__), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

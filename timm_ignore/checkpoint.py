@@ -26,6 +26,8 @@ from typing import Any, Optional, Union
 import timm
 import torch
 import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from timm.data import resolve_data_config
 from timm.models import clean_state_dict
 from torch import nn
@@ -107,8 +109,6 @@ def _torch_load(path: Path) -> Any:
 
 
 def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     try:
         return load_file(path)
     except (SafetensorError, OSError) as e:

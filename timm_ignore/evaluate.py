@@ -16,6 +16,7 @@ from typing import Any, ContextManager, Optional, Union
 
 import torch
 from torch import nn
+from timm.data import create_dataset, create_loader, resolve_data_config
 from torch.nn import functional as F
 
 __all__ = ['EvalResult', 'Metrics', 'evaluate', 'evaluate_split', 'find_split', 'hardware_description',
@@ -178,8 +179,6 @@ def evaluate_split(
     Raises:
         ValueError: The split has another number of classes than the model, or other label names, or no images.
     """
-    from timm.data import create_dataset, create_loader, resolve_data_config
-
     split_dir = Path(split_dir)
     start = time.perf_counter()
     dataset = create_dataset('', root=str(split_dir))

@@ -5,14 +5,16 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
+import timm
+import torch
+
+from .version import __version__
+
 __all__ = ['code_version', 'device_name', 'machine_info']
 
 
 def code_version() -> str:
     """timm-ignore's version, with the git commit of its source checkout when there is one."""
-    import timm
-
-    from .version import __version__
     source = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
@@ -34,9 +36,8 @@ def _cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def device_name(device: Optional['torch.device'] = None) -> str:  # noqa: F821 (torch imported lazily)
+def device_name(device: Optional[torch.device] = None) -> str:
     """The GPU's name for a CUDA device, else the CPU's model and core count."""
-    import torch
     if device is not None and torch.device(device).type == 'cuda':
         return torch.cuda.get_device_name(device)
     return f'{_cpu_model() or "CPU"} ({os.cpu_count()} cores)'
@@ -44,8 +45,6 @@ def device_name(device: Optional['torch.device'] = None) -> str:  # noqa: F821 (
 
 def machine_info() -> dict[str, str]:
     """Platform, processor, library versions and (when present) the GPU of this machine."""
-    import timm
-    import torch
     info = {
         'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
         'cpu_model': _cpu_model(), 'cpu_count': str(os.cpu_count()), 'torch': torch.__version__,

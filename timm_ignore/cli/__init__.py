@@ -9,6 +9,8 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from ..models._pretrained import NoPretrainedWeightsError
+
 __all__ = ['main', 'SUBCOMMANDS']
 
 #: Subcommand name -> (module defining ``add_arguments(parser)`` and ``run(args) -> int``, one-line help).
@@ -28,7 +30,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that report a user's mistake: the tools raise them with a message naming the input."""
-    from ..models._pretrained import NoPretrainedWeightsError
     return ValueError, OSError, NoPretrainedWeightsError
 
 

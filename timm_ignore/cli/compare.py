@@ -8,16 +8,29 @@ or by the in-memory engine (``--trainer engine``, an engine recipe such as ``cif
 ``train-queue`` runs), with the same checks, resume, progress lines and ``--time-limit``.
 """
 import argparse
+import logging
 import pathlib
 from datetime import datetime
 
+import torch
+
+from ..checkpoint import check_model_name, read_checkpoint
+from ..data.demo import make_demo_dataset
+from ..dataset_tags import paper_dataset_for_classes
+from ..figures.loss_curves import plot_loss_curves
+from ..models.zoo import data_copy
+from ..paper import read_paper_tables
+from ..runs import (
+    check_matrix_folder, collect_finished_runs, format_runs, format_table, hold_folder, read_record, run_matrix,
+    run_record_of, score_run, summarize, write_results)
+from ..train.compare import plan_runs
+from ..train.demo import DEMO_MODELS, DEMO_RECIPE, DEMO_SEEDS, SIGN_SYMMETRY_NOTE
 from .options import (
-    UsageError, add_device_option, add_model_options, add_time_limit_option, recipe_settings, setup_logging,
-    time_limit_seconds)
+    UsageError, add_device_option, add_model_options, add_time_limit_option, recipe_settings, resolve_device,
+    setup_logging, time_limit_seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..train.demo import DEMO_MODELS, DEMO_SEEDS
     parser.add_argument('--runs', metavar='DIR',
                         help='report only: the finished runs of this folder (a train-queue output, or train.py run '
                              'folders), nothing trained; results in --output (default results/DATASET)')
@@ -46,7 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _paper_dataset(args: argparse.Namespace, num_classes, demo: bool = False) -> str:
-    from ..dataset_tags import paper_dataset_for_classes
     if args.paper_dataset or demo:
         return args.paper_dataset
     return paper_dataset_for_classes(num_classes)
@@ -54,15 +66,12 @@ def _paper_dataset(args: argparse.Namespace, num_classes, demo: bool = False) ->
 
 def _quiet_library_logs() -> None:
     """The console shows one line per epoch (``train.compare``), not each step nor timm's checkpoint list."""
-    import logging
     for name in ('timm_ignore.train', 'timm.utils.checkpoint_saver', 'timm.models._builder', 'timm.data.config'):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _data_name(run_dir: pathlib.Path, fallback: str) -> tuple[str, str]:
     """The name of the data a run trained on, and what it means when it is a known copy (the zoo's table)."""
-    from ..models.zoo import data_copy
-    from ..runs import read_record
     copy = data_copy((read_record(run_dir) or {}).get('dataset'))
     return (copy.display_name, f'{copy.display_name}: {copy.meaning}') if copy else (fallback, '')
 
@@ -76,11 +85,6 @@ _PIXEL_MEAN_NOTE = ('Test errors are measured as `validate` and `publish` measur
 
 def report(args: argparse.Namespace) -> int:
     """``--runs``: the report of a folder of finished runs, nothing trained."""
-    from ..checkpoint import read_checkpoint
-    from ..paper import read_paper_tables
-    from ..runs import collect_finished_runs, format_runs, format_table, summarize, write_results
-    from .options import resolve_device
-
     if args.config:
         raise UsageError('--runs reports runs that finished and trains nothing: drop -c/--config.')
     paper_tables = read_paper_tables(args.paper_tables)
@@ -109,9 +113,8 @@ def report(args: argparse.Namespace) -> int:
 
 def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit: float) -> tuple[list, str]:
     """``--trainer engine``: the matrix on the in-memory engine (``train-queue``'s), with the engine's checks."""
-    import torch
+    from ..engine import EngineRecipe, RunSpec, run_queue  # loaded for --trainer engine only: the default stays light
 
-    from ..engine import EngineRecipe, RunSpec, run_queue
     overrides = {} if args.epochs is None else {'epochs': args.epochs}
     recipe = EngineRecipe.from_yaml(args.config, {**overrides, **dict(args.settings)})
     specs = [RunSpec(m, s) for m in args.models for s in args.seeds]
@@ -125,10 +128,7 @@ def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit
 
 def _timm_records(args: argparse.Namespace, runs_dir: pathlib.Path, demo: bool, time_limit: float):
     """The matrix on timm's library (the default trainer), every input checked before the first epoch."""
-    from ..runs import check_matrix_folder, hold_folder, run_matrix
-    from ..train.compare import plan_runs
     if demo:
-        from ..train.demo import DEMO_RECIPE
         overrides = {**DEMO_RECIPE, 'data_dir': str(runs_dir.parent / 'demo-data')}
     else:
         overrides = {'data_dir': args.data_dir}
@@ -138,7 +138,6 @@ def _timm_records(args: argparse.Namespace, runs_dir: pathlib.Path, demo: bool, 
     flags = (('epochs', args.epochs), ('device', args.device), ('num_classes', args.num_classes))
     overrides.update({k: v for k, v in flags if v is not None})
     if demo:
-        from ..data.demo import make_demo_dataset
         make_demo_dataset(runs_dir.parent / 'demo-data', per_class=tuple(args.demo_per_class))
     trainer = plan_runs(args.models, args.seeds, args.config, overrides, runs_dir, args.test_split)
     check_matrix_folder(runs_dir, trainer.specs, None, None)
@@ -152,14 +151,10 @@ def run(args: argparse.Namespace) -> int:
     if args.runs:
         return report(args)
 
-    from ..checkpoint import check_model_name
-    from ..paper import read_paper_tables
-    from ..runs import run_record_of, score_run, summarize, format_table, write_results
-
     setup_logging()
     _quiet_library_logs()
     try:
-        from ..figures.loss_curves import plot_loss_curves
+        import matplotlib  # noqa: F401 (optional dependency, the figures extra: checked before the first epoch)
     except ImportError as e:
         raise UsageError(f'compare draws Figure 1 with matplotlib ({e}); pip install "timm-ignore[figures]".') from None
     output = pathlib.Path(args.output or pathlib.Path('output', 'compare', datetime.now().strftime('%Y%m%d-%H%M%S')))
@@ -187,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     records = [run_record_of(record or score_run(spec.folder(runs_dir), args.test_split, device=args.device),
                              spec.folder(runs_dir)) for spec, record in done]
     if num_classes is None:
-        from ..checkpoint import read_checkpoint
         num_classes = read_checkpoint(records[0].run_dir).num_classes
     rows = summarize(records, _paper_dataset(args, num_classes, demo), paper_tables)
     what = 'DEMO dataset (synthetic stripes; not comparable with the paper)' if demo else args.data_dir
@@ -199,7 +193,6 @@ def run(args: argparse.Namespace) -> int:
         title='Validation loss (DEMO data)' if demo else 'Validation loss')
     print(table)
     if demo and {'cifar_resnet50_se', 'cifar_resnet50_se_ign3'} <= set(args.models):
-        from ..train.demo import SIGN_SYMMETRY_NOTE
         print(SIGN_SYMMETRY_NOTE)
     print(f'results: {output / "results.md"}  runs: {runs_dir}  Figure 1: {figure}')
     return 0

@@ -3,7 +3,9 @@ import argparse
 import pathlib
 import sys
 
-from .options import add_checkpoint_options, add_device_option, add_model_options
+from ..checkpoint import create_model
+from ..figures.grad_cam import folder_class_names, load_images, plot_grad_cam
+from .options import UsageError, add_checkpoint_options, add_device_option, add_model_options, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_output(path: pathlib.Path, overwrite: bool) -> None:
-    from .options import UsageError
     if path.is_dir():
         raise UsageError(f'{path}: is a folder; -o/--output names the PNG file to write.')
     if path.exists() and not overwrite:
@@ -33,10 +34,6 @@ def _check_output(path: pathlib.Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import create_model
-    from ..figures.grad_cam import folder_class_names, load_images, plot_grad_cam
-    from .options import UsageError, resolve_device
-
     if args.model:
         raise UsageError('grad-cam takes its models as --models NAME ...; --model is not used here.')
     checkpoints = args.checkpoint or [None] * len(args.models)

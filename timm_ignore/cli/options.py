@@ -10,6 +10,7 @@ import logging
 import sys
 from typing import Any, Optional
 
+import yaml
 from timm.utils import FormatterNoInfo, ParseKwargs
 
 from ..devices import resolve_device
@@ -93,8 +94,6 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _yaml_value(text: str) -> tuple[str, Any]:
-    import yaml
-
     key, sep, value = text.partition('=')
     if not sep or not key:
         raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r}')
@@ -123,7 +122,7 @@ def time_limit_seconds(args: argparse.Namespace) -> Optional[float]:
     Raises:
         UsageError: Not a positive duration (one line, before any work).
     """
-    from ..runs import TimeLimitError, parse_duration  # the runs layer loads torch: only when a matrix runs
+    from ..runs import TimeLimitError, parse_duration  # loaded when a matrix runs: the other commands stay fast
     if args.time_limit is None:
         return None
     try:

@@ -1,5 +1,6 @@
 """``timm-ignore plot-loss``: the paper's Figure 1 (validation loss per epoch) from runs' summary.csv files."""
 import argparse
+import pathlib
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,9 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pathlib
+    from ..figures.loss_curves import plot_loss_curves  # loaded when the command runs: --help stays fast
 
-    from ..figures.loss_curves import plot_loss_curves
     runs: dict[str, list[str]] = {}
     for item in args.runs:
         label, sep, path = item.partition('=')

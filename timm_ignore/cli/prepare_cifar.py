@@ -1,11 +1,11 @@
 """``timm-ignore prepare-cifar``: the official CIFAR archive -> ImageFolder tree with the paper's split."""
 import argparse
 
+from ..data.cifar import CIFAR_FORMATS, PAPER_NUM_VAL, prepare_cifar, read_checksums
 from .options import setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.cifar import CIFAR_FORMATS, PAPER_NUM_VAL
     parser.add_argument('source', help='cifar-10-python.tar.gz / cifar-100-python.tar.gz or its extracted folder')
     parser.add_argument('output', help='folder to create, with train/, validation/ and test/ inside')
     parser.add_argument('--dataset', choices=tuple(CIFAR_FORMATS), default=None,
@@ -21,7 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.cifar import prepare_cifar, read_checksums
     setup_logging()
     checksums = read_checksums(args.checksums) if args.checksums else None
     prepare_cifar(args.source, args.output, dataset=args.dataset, num_val=args.num_val, checksums=checksums,

@@ -1,7 +1,8 @@
 """``timm-ignore publish``: turn a training run into a Hub model folder, and optionally upload it."""
 import argparse
 
-from .options import add_allow_untrained_option, add_checkpoint_options, add_device_option, add_model_options
+from .options import (
+    add_allow_untrained_option, add_checkpoint_options, add_device_option, add_model_options, resolve_device)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub.publish import publish_folder, read_run_record
+    from ..hub.publish import publish_folder, read_run_record  # loaded when the command runs: --help stays fast
     from ..hub.push import plan_push, push_folder, require_token
-    from .options import resolve_device
 
     if args.push and not args.dry_run:
         require_token()  # before the evaluation, not after it

@@ -1,11 +1,12 @@
 """``timm-ignore publish-zoo``: the best seed of every model of a finished queue, published into the repository."""
 import argparse
 
-from .options import add_allow_untrained_option, add_device_option
+from ..evaluate import find_split
+from ..hub.registry import CARDS_DIR, WEIGHTS_DIR
+from .options import add_allow_untrained_option, add_device_option, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..hub.registry import CARDS_DIR, WEIGHTS_DIR
     parser.add_argument('queue', help='a train-queue output folder (or train.py run folders) with finished runs')
     parser.add_argument('--data', required=True, help='dataset root holding the test split the cards report')
     parser.add_argument('--hub-org', required=True, metavar='ORG',
@@ -27,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import find_split
-    from ..hub.zoo_publish import plan_zoo, publish_zoo
-    from .options import resolve_device
+    from ..hub.zoo_publish import plan_zoo, publish_zoo  # loaded when the command runs: --help stays fast
 
     find_split(args.data, 'test')
     device = resolve_device(args.device)

@@ -27,7 +27,8 @@ RECIPE_FLAGS = ('data_dir', 'model', 'num_classes', 'epochs', 'seed', 'device', 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, train  # loaded when the command runs: --help and usage errors stay fast
+
     setup_logging()
     overrides = dict(args.settings)
     overrides.update({k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None})

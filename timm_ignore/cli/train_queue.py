@@ -8,6 +8,8 @@ import fnmatch
 import pathlib
 import sys
 
+import torch
+
 from ..models.zoo import DATASETS, MODELS
 from .options import UsageError, add_time_limit_option, time_limit_seconds
 
@@ -44,9 +46,9 @@ def _model_names(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    # loaded when the command runs: --help and usage errors stay fast
     from ..engine import EngineRecipe, QueueError, RecipeError, RunSpec, run_queue
+
     try:
         overrides = {} if args.epochs is None else {'epochs': args.epochs}
         recipe = EngineRecipe.from_yaml(args.config, overrides)

@@ -2,7 +2,11 @@
 import argparse
 import json
 
-from .options import add_checkpoint_options, add_device_option, add_model_options
+import timm
+
+from ..checkpoint import load_model
+from ..evaluate import evaluate_split, find_split
+from .options import UsageError, add_checkpoint_options, add_device_option, add_model_options, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,14 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..evaluate import evaluate_split, find_split
-    from .options import UsageError, resolve_device
-
     device = resolve_device(args.device)
     split_dir = find_split(args.data, args.split, flag='DATA')
     if args.pretrained:
-        import timm
         if not args.model:
             raise UsageError('--pretrained needs --model.')
         model = timm.create_model(args.model, pretrained=True, num_classes=args.num_classes, **args.model_kwargs)

@@ -14,6 +14,8 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from timm.data.readers.reader_image_folder import find_images_and_targets
 
 from ..runs import read_data_description
 
@@ -111,7 +113,6 @@ def check_image_folder(root: Union[str, os.PathLike]) -> tuple[str, ...]:
 
 
 def _read_image(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert('RGB'))
@@ -120,7 +121,6 @@ def _read_image(path: str) -> np.ndarray:
 
 
 def _load_split(split_dir: pathlib.Path) -> tuple[SplitTensors, tuple[str, ...]]:
-    from timm.data.readers.reader_image_folder import find_images_and_targets
     samples, class_to_idx = find_images_and_targets(str(split_dir))
     if not samples:
         raise DataError(f'{split_dir} holds no images.')

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+import yaml
+
 from ..settings import setting_type_error
 
 __all__ = ['EngineRecipe', 'RecipeError', 'ENGINE_KEYS', 'INPUT_NORMS', 'SCHEDULES', 'WEIGHT_DECAY_POLICIES']
@@ -130,7 +132,6 @@ class EngineRecipe:
         Raises:
             RecipeError: Missing or unreadable file, not a mapping, or any problem :meth:`from_dict` finds.
         """
-        import yaml
         try:
             with open(path) as f:
                 values = yaml.safe_load(f) or {}

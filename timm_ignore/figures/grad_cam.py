@@ -10,14 +10,13 @@ absolute map values mean nothing across models or images, and a map that is zero
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
+from PIL import Image
+from timm.data import ImageDataset, create_transform, resolve_data_config
 from torch import nn
-
-if TYPE_CHECKING:
-    import numpy as np
-    from PIL import Image
 
 __all__ = [
     'CELL_INCHES', 'DPI', 'ClassActivationMap', 'class_activation_maps', 'folder_class_names', 'load_images',
@@ -48,8 +47,6 @@ class ClassActivationMap:
 
 def folder_class_names(split: PathLike) -> list[str]:
     """Class folder names of an ImageFolder split, in the label order timm's datasets give them."""
-    from timm.data import ImageDataset
-
     class_to_index = ImageDataset(str(split)).reader.class_to_idx
     return sorted(class_to_index, key=class_to_index.get)
 
@@ -64,9 +61,6 @@ def load_images(sources: Sequence[PathLike], max_images: int = 8) -> list[tuple[
         FileNotFoundError: A source does not exist, or a folder holds no images.
         ValueError: A file that is not an image.
     """
-    import numpy as np
-    from PIL import Image
-    from timm.data import ImageDataset
 
     def read(path: pathlib.Path) -> 'Image.Image':
         try:
@@ -129,10 +123,9 @@ def class_activation_maps(
     Raises:
         ValueError: Unknown target layer, or a target class outside the model's classes.
     """
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import GradCAM  # optional dependency (the figures extra): loaded when a figure is drawn
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    from timm.data import create_transform, resolve_data_config
-    from torchvision.transforms.functional import convert_image_dtype
+    from torchvision.transforms.functional import convert_image_dtype  # optional dependency (the figures extra)
 
     if target_class is not None and not 0 <= target_class < model.num_classes:
         raise ValueError(f'target class {target_class} is not one of the model\'s {model.num_classes} classes.')
@@ -197,9 +190,9 @@ def plot_grad_cam(
         raise FileExistsError(f'{output} exists; pass overwrite (--overwrite) to replace it.')
     if not models or not images:
         raise ValueError('plot_grad_cam needs at least one model and one image.')
-    import matplotlib
+    import matplotlib  # optional dependency (the figures extra): loaded when a figure is drawn
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional dependency, imported after choosing the file-only backend
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     pil_images = [image for _, image in images]

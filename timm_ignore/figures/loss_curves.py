@@ -10,6 +10,8 @@ import os
 import pathlib
 from typing import Mapping, Sequence, Union
 
+import numpy as np
+
 from ..runs.layout import SUMMARY_FILE
 
 __all__ = ['read_curve', 'plot_loss_curves']
@@ -50,10 +52,9 @@ def plot_loss_curves(
     Returns:
         ``output``.
     """
-    import matplotlib
+    import matplotlib  # optional dependency (the figures extra): loaded when a figure is drawn
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # optional dependency, imported after choosing the file-only backend
 
     figure, axes = plt.subplots(figsize=(8, 4), dpi=150)
     styles = ('-', '--', '-.', ':')

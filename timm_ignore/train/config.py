@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+import yaml
+
 from ..settings import setting_type_error
 
 __all__ = ['TrainConfig', 'SUPPORTED_KEYS', 'ConfigError']
@@ -134,7 +136,6 @@ class TrainConfig:
             overrides: Optional[Mapping[str, Any]] = None,
     ) -> 'TrainConfig':
         """Read a recipe YAML (None: defaults only) and apply overrides on top."""
-        import yaml
         values = {}
         if path:
             try:
