@@ -1,10 +1,10 @@
-"""The authors' augmentation on the device: shift distribution, bilinear resampling, edge fill, flips, normalisation."""
+"""The engine's augmentation: shift distributions, bilinear resampling with edge fill, pad-and-crop, flips, normalisation."""
 import math
 
 import pytest
 import torch
 
-from timm_ignore.engine import augment_batch, draw_augmentation, normalize
+from timm_ignore.engine import augment_batch, draw_augmentation, normalize, pad_and_crop
 
 
 def _image(height: int = 8, width: int = 8) -> torch.Tensor:
@@ -92,3 +92,53 @@ def test_zero_shift_without_flip_is_identity(shift):
     shifts, _ = draw_augmentation(torch.Generator().manual_seed(1), 8, shift, 0.0)
     out = augment_batch(x, shifts, torch.zeros(8, dtype=torch.bool))
     assert torch.allclose(out, x, atol=1e-12) == (shift == 0.0)
+
+
+def _pad_and_crop_reference(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """torchvision's recipe one image at a time: flip, pad with black on every side, crop at the shifted place."""
+    pad = int(shifts.abs().max())
+    out = []
+    for image, (tx, ty), flip in zip(images, shifts.long().tolist(), flips.tolist()):
+        image = image.flip(1) if flip else image
+        padded = torch.nn.functional.pad(image.permute(2, 0, 1), (pad, pad, pad, pad)).permute(1, 2, 0)
+        top, left = pad - ty, pad - tx
+        out.append(padded[top:top + image.shape[0], left:left + image.shape[1]])
+    return torch.stack(out)
+
+
+def test_whole_pixel_shifts_are_uniform_on_the_integers():
+    shifts, flips = draw_augmentation(torch.Generator().manual_seed(0), 180_000, 4.0, 0.5, whole_pixels=True)
+    assert torch.equal(shifts, shifts.round()) and shifts.min() == -4 and shifts.max() == 4
+    for axis in range(2):
+        counts = torch.bincount((shifts[:, axis] + 4).long(), minlength=9)
+        assert torch.allclose(counts / 180_000, torch.full((9,), 1 / 9), atol=0.004)
+    assert abs(torch.corrcoef(shifts.T)[0, 1]) < 0.01
+    assert abs(flips.float().mean() - 0.5) < 0.005
+
+
+def test_both_shift_modes_advance_the_generator_alike():
+    """A recipe's shift mode does not change the data order or the flips that follow the shifts in the stream."""
+    real, whole = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    _, real_flips = draw_augmentation(real, 64, 4.0, 0.5)
+    _, whole_flips = draw_augmentation(whole, 64, 4.0, 0.5, whole_pixels=True)
+    assert torch.equal(real_flips, whole_flips) and torch.equal(real.get_state(), whole.get_state())
+
+
+def test_pad_and_crop_is_torchvisions_pad_then_crop():
+    images = torch.randint(1, 256, (64, 32, 32, 3), dtype=torch.uint8)  # no black pixel of its own
+    shifts, flips = draw_augmentation(torch.Generator().manual_seed(2), 64, 4.0, 0.5, whole_pixels=True)
+    out = pad_and_crop(images, shifts, flips)
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert torch.equal(out, _pad_and_crop_reference(images, shifts, flips))
+    # black exactly where the content moved away: |tx| columns and |ty| rows
+    black = (out == 0).all(3).sum((1, 2))
+    tx, ty = shifts[:, 0].abs().long(), shifts[:, 1].abs().long()
+    assert torch.equal(black, 32 * tx + 32 * ty - tx * ty)
+
+
+def test_pad_and_crop_moves_content_right_and_down():
+    images = torch.arange(1, 65, dtype=torch.uint8).view(1, 8, 8, 1)
+    out = pad_and_crop(images, torch.tensor([[2.0, -1.0]]), torch.tensor([False]))
+    assert torch.equal(out[0, :-1, 2:], images[0, 1:, :-2])  # 2 px right, 1 px up
+    assert (out[0, :, :2] == 0).all() and (out[0, -1] == 0).all()
+    assert torch.equal(pad_and_crop(images, torch.zeros(1, 2), torch.tensor([True])), images.flip(2))

@@ -1,6 +1,7 @@
 """The engine on a slice of the real CIFAR-10 (JPEG copy): outputs, resume after a kill, bad input, the CLI."""
 import csv
 import json
+import math
 import os
 import pathlib
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 
 import pytest
+import timm
 import torch
 import yaml
 
@@ -217,6 +219,27 @@ def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path
     assert [s[2:4] for s in steps] == [(i, per_epoch) for i in range(1, per_epoch + 1)]  # (step, steps) after each
     assert all(s[0] == RUNS[0] and s[1] == 0 and s[4] > 0 and s[5] > 0 for s in steps)  # run, epoch, img/s, time
     assert record['test_top1_err_flip'] is not None and record['epochs'] == 1
+
+
+def test_zero_init_last_and_pad_crop_train_through_the_engine(recipe_file, data_dir, tmp_path):
+    """At lr 0 the weights stay as initialised: every residual branch's last BN scale is zero, the rest as timm builds.
+
+    The epoch runs through the whole-pixel shift (``pad_crop``), so its data path is the engine's too.
+    """
+    from timm_ignore.engine import train_run
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1, 'lr': 0.0, 'zero_init_last': True,
+                                                  'shift_mode': 'pad_crop'})
+    record = train_run(RUNS[0], recipe, load_image_folder(data_dir), tmp_path / RUNS[0].name)
+    assert record['epochs'] == 1 and math.isfinite(record['test_top1_err'])
+    trained = torch.load(tmp_path / RUNS[0].name / 'last.pth.tar', weights_only=True)['state_dict']
+    torch.manual_seed(RUNS[0].seed)
+    built = timm.create_model(RUNS[0].model, num_classes=10, **recipe.model_kwargs).state_dict()
+    last_bn = [name for name in built if name.endswith('bn2.weight')]
+    assert len(last_bn) == 3 and all((trained[name] == 0).all() for name in last_bn)
+    assert (built['layer1.0.bn2.weight'] == 1).all()  # without the recipe's key: unit scale
+    for name, tensor in built.items():
+        if name not in last_bn and 'running' not in name and 'num_batches' not in name:
+            assert torch.equal(trained[name], tensor), name
 
 
 def test_compare_trains_the_engine_matrix_and_reports_it(recipe_file, data_dir, tmp_path, capsys):

@@ -91,6 +91,9 @@ def test_authors_weight_decay_refuses_other_models():
     ({'input_norm': 'channel'}, 'needs mean and std'),
     ({'weight_decay': 1e-4}, 'leave it at 0'),
     ({'hflip': 1.5}, 'probability'),
+    ({'shift_mode': 'nearest'}, 'shift_mode must be one of bilinear, pad_crop'),
+    ({'shift_mode': 'pad_crop', 'shift': 2.5}, 'shift must be a whole number, got 2.5'),
+    ({'zero_init_last': 'yes'}, 'zero_init_last must be a bool'),
 ])
 def test_recipe_errors(values, message):
     with pytest.raises(RecipeError, match=message):

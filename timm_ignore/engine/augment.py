@@ -1,18 +1,28 @@
-"""The authors' CIFAR augmentation and input normalisation, batched on the training device.
+"""CIFAR augmentation and input normalisation, batched on the training device.
 
-Keras' ``ImageDataGenerator(width_shift_range=0.125, height_shift_range=0.125, fill_mode='nearest',
-horizontal_flip=True)`` as the authors' code uses it: a real-valued shift drawn uniformly in ``[-shift, shift]`` pixels
-per axis, resampled bilinearly, with the edge pixels repeated outside the image, and a horizontal flip with
-probability ``hflip``. The random numbers are drawn on the CPU from the run's own generator (:func:`draw_augmentation`)
-so a run sees the same augmentation stream on every device and resumes it exactly; the pixels are transformed where
-the images live (:func:`augment_batch`), in one ``grid_sample`` per batch.
+Two shifts, both with a horizontal flip of probability ``hflip`` before them:
+
+- ``bilinear``, the authors' code: Keras' ``ImageDataGenerator(width_shift_range=0.125, height_shift_range=0.125,
+  fill_mode='nearest', horizontal_flip=True)``: a real-valued shift drawn uniformly in ``[-shift, shift]`` pixels per
+  axis, resampled bilinearly, with the edge pixels repeated outside the image (:func:`augment_batch`, on normalised
+  floats);
+- ``pad_crop``, the usual CIFAR augmentation (torchvision's ``RandomCrop(32, padding=4)``): a whole-pixel shift drawn
+  uniformly from ``{-shift, ..., shift}`` per axis, black pixels where the image moved away, no resampling
+  (:func:`pad_and_crop`, on the stored uint8 images).
+
+The random numbers are drawn on the CPU from the run's own generator (:func:`draw_augmentation`) so a run sees
+the same augmentation stream on every device and resumes it exactly; the pixels are transformed where the images live,
+a whole batch at once.
 """
 from typing import Optional
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ['draw_augmentation', 'normalize', 'augment_batch']
+__all__ = ['SHIFT_MODES', 'draw_augmentation', 'normalize', 'augment_batch', 'pad_and_crop']
+
+#: ``bilinear``: real-valued shift, edge repeated (the authors' Keras code); ``pad_crop``: whole pixels, black fill.
+SHIFT_MODES = ('bilinear', 'pad_crop')
 
 
 def draw_augmentation(
@@ -20,14 +30,26 @@ def draw_augmentation(
         count: int,
         shift: float,
         hflip: float,
+        whole_pixels: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw the shifts and flips of ``count`` images.
 
+    Args:
+        generator: The run's data generator; the draws advance it by the same amount in both modes.
+        count: Number of images.
+        shift: Largest shift in pixels; a whole number when ``whole_pixels``.
+        hflip: Flip probability.
+        whole_pixels: Draw whole-pixel shifts, uniform on ``{-shift, ..., shift}`` (``pad_crop``).
+
     Returns:
-        ``(shifts, flips)``: float32 ``(count, 2)`` shifts in pixels (x then y), uniform in ``[-shift, shift]``, and a
-        bool ``(count,)`` flip mask, true with probability ``hflip``.
+        ``(shifts, flips)``: float32 ``(count, 2)`` shifts in pixels (x then y), uniform in ``[-shift, shift]`` (or on
+        its whole numbers), and a bool ``(count,)`` flip mask, true with probability ``hflip``.
     """
-    shifts = (torch.rand(count, 2, generator=generator) * 2.0 - 1.0) * shift
+    uniform = torch.rand(count, 2, generator=generator)
+    if whole_pixels:
+        shifts = (uniform * (2 * shift + 1)).floor_() - shift
+    else:
+        shifts = (uniform * 2.0 - 1.0) * shift
     flips = torch.rand(count, generator=generator) < hflip
     return shifts, flips
 
@@ -60,3 +82,28 @@ def augment_batch(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) ->
     theta[:, 1, 2] = shifts[:, 1] * (-2.0 / height)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
+
+
+def pad_and_crop(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Flip and shift stored uint8 images ``(B, H, W, C)`` by whole pixels, black where the content moved away.
+
+    The same as padding every image with ``shift`` black pixels and cropping the original size at the shifted place
+    (torchvision's ``RandomCrop(size, padding)`` after ``RandomHorizontalFlip``), for the whole batch in one gather
+    and without a host-device synchronisation. A shift of ``(tx, ty)`` moves the content ``tx`` pixels right and ``ty``
+    down, as in :func:`augment_batch`.
+
+    Args:
+        images: uint8 images, channels last, as the engine stores them.
+        shifts: ``(B, 2)`` whole-pixel shifts (x then y) from :func:`draw_augmentation` with ``whole_pixels``.
+        flips: ``(B,)`` bool flip mask.
+    """
+    batch, height, width, _ = images.shape
+    images = torch.where(flips.view(-1, 1, 1, 1), images.flip(2), images)
+    shifts = shifts.long()
+    # output pixel (i, j) is input pixel (i - ty, j - tx), black where that falls outside the image
+    rows = torch.arange(height, device=images.device) - shifts[:, 1:]
+    cols = torch.arange(width, device=images.device) - shifts[:, :1]
+    inside = ((rows >= 0) & (rows < height)).unsqueeze(2) & ((cols >= 0) & (cols < width)).unsqueeze(1)
+    index = torch.arange(batch, device=images.device).view(-1, 1, 1)
+    out = images[index, rows.clamp(0, height - 1).unsqueeze(2), cols.clamp(0, width - 1).unsqueeze(1)]
+    return out.mul_(inside.unsqueeze(3))

@@ -1,11 +1,11 @@
 """The settings the in-memory CIFAR engine implements, read from a recipe YAML.
 
 Keys that mean the same as in timm's train.py have train.py's names (``opt``, ``lr``, ``sched``, ``decay_milestones``,
-``hflip``, ``smoothing``, ...) and are handed to timm's optimizer and scheduler factories. Four keys are the engine's
-own, because train.py has no way to say them: ``shift`` (real-valued random translation), ``input_norm``
-(per-pixel mean subtraction), ``weight_decay_policy`` (per-tensor decay as the authors' Keras code) and
-``channels_last``. A key the engine does not implement is refused, never ignored, so a recipe cannot train
-differently from what it says.
+``hflip``, ``smoothing``, ...) and are handed to timm's optimizer and scheduler factories. Some keys are the engine's
+own, because train.py has no way to say them: ``shift`` and ``shift_mode`` (random translation, real-valued as the
+authors' Keras code or by whole pixels), ``input_norm`` (per-pixel mean subtraction), ``weight_decay_policy``
+(per-tensor decay as the authors' Keras code), ``zero_init_last`` and ``channels_last``. A key the engine does not
+implement is refused, never ignored, so a recipe cannot train differently from what it says.
 """
 import argparse
 import dataclasses
@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Union
 import yaml
 
 from ..settings import setting_type_error
+from .augment import SHIFT_MODES
 
 __all__ = ['EngineRecipe', 'RecipeError', 'ENGINE_KEYS', 'INPUT_NORMS', 'SCHEDULES', 'WEIGHT_DECAY_POLICIES']
 
@@ -61,8 +62,13 @@ class EngineRecipe:
     sched_on_updates: bool = False
     min_lr: float = 0.0
     smoothing: float = 0.0
+    # Zero the scale of the last BatchNorm of every residual branch at the start (timm's blocks' ``zero_init_last``, on
+    # by default in timm's ImageNet ResNets): each block starts as the identity. Models without residual blocks
+    # (DenseNet) are unchanged, so one recipe serves both families. Initialisation only: the state dict is the same.
+    zero_init_last: bool = False
     # data
     shift: float = 4.0
+    shift_mode: str = 'bilinear'
     hflip: float = 0.5
     input_norm: str = 'pixel_mean'
     mean: Optional[list] = None
@@ -96,6 +102,11 @@ class EngineRecipe:
             problems.append(f'hflip is a probability in [0, 1], got {self.hflip}')
         if self.shift < 0:
             problems.append(f'shift is a distance in pixels (>= 0), got {self.shift}')
+        if self.shift_mode not in SHIFT_MODES:
+            problems.append(f'shift_mode must be one of {", ".join(SHIFT_MODES)}, got {self.shift_mode!r}')
+        if self.shift_mode == 'pad_crop' and self.shift != int(self.shift):
+            problems.append(
+                f'shift_mode pad_crop shifts by whole pixels: shift must be a whole number, got {self.shift}')
         if self.amp_dtype not in ('bfloat16', 'float16'):
             problems.append(f'amp_dtype must be bfloat16 or float16, got {self.amp_dtype!r}')
         if self.sched not in SCHEDULES:

@@ -33,7 +33,7 @@ from ..provenance import code_version, device_name
 from ..runs import (
     ARGS_FILE, BEST_CHECKPOINT, ENGINE_TRAINER, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, atomic_save,
     read_record, score_run, summary_metrics, trim_summary, write_record)
-from .augment import augment_batch, draw_augmentation, normalize
+from .augment import augment_batch, draw_augmentation, normalize, pad_and_crop
 from .data import ImageData, SplitTensors
 from .recipe import EngineRecipe
 from .weight_decay import authors_param_groups
@@ -68,7 +68,10 @@ class _Inputs:
             yield images.contiguous(memory_format=self.memory_format), split.labels[start:start + size]
 
     def train_batch(self, images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-        x = augment_batch(normalize(images, self.offset, self.scale), shifts, flips)
+        if self.recipe.shift_mode == 'pad_crop':
+            x = normalize(pad_and_crop(images, shifts, flips), self.offset, self.scale)
+        else:
+            x = augment_batch(normalize(images, self.offset, self.scale), shifts, flips)
         return x.contiguous(memory_format=self.memory_format)
 
 
@@ -97,6 +100,10 @@ class _Training:
         device = data.mean_image.device
         torch.manual_seed(spec.seed)
         model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
+        if recipe.zero_init_last:
+            for module in model.modules():
+                if hasattr(module, 'zero_init_last'):  # timm's BasicBlock/Bottleneck: zero their last BN's scale
+                    module.zero_init_last()
         model.to(device=device, memory_format=torch.channels_last if recipe.channels_last else torch.contiguous_format)
         optimizer = _build_optimizer(model, recipe)
         steps = len(data.train) // recipe.batch_size
@@ -295,7 +302,8 @@ def _train_epoch(
     batch = recipe.batch_size
     count = steps * batch
     order = torch.randperm(len(train), generator=data_rng)[:count]
-    shifts, flips = draw_augmentation(data_rng, count, recipe.shift, recipe.hflip)
+    shifts, flips = draw_augmentation(
+        data_rng, count, recipe.shift, recipe.hflip, whole_pixels=recipe.shift_mode == 'pad_crop')
     device = train.images.device
     order, shifts, flips = (t.to(device, non_blocking=True) for t in (order, shifts, flips))
     model.train()
