@@ -217,3 +217,40 @@ def test_publish_zoo_refuses_bad_input_in_one_line(queue, tmp_path, capsys):
         err = capsys.readouterr().err
         assert problem in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / 'w').exists()
+
+
+def test_publish_zoo_lands_the_records_a_clone_reports_from(queue, tmp_path, capsys):
+    """--records-dir: the finished runs' record files (no checkpoint) are copied, once; compare --runs reads them."""
+    q = _queue_copy(queue, tmp_path, ['cifar_resnet50-seed0', 'cifar_resnet50-seed2', 'cifar_resnet50_se-seed0'])
+    records = tmp_path / 'results' / 'zoo-cifar10'
+    argv = ['publish-zoo', str(q), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir',
+            str(tmp_path / 'w'), '--cards-dir', str(tmp_path / 'c'), '--allow-untrained', '--records-dir', str(records)]
+    assert main(argv) == 0
+    assert f'records: 2 runs copied into {records}/, 0 already there' in capsys.readouterr().out
+    assert sorted(p.name for p in records.iterdir()) == ['cifar_resnet50-seed0', 'cifar_resnet50_se-seed0']  # not cut
+    for run in records.iterdir():
+        assert sorted(p.name for p in run.iterdir()) == ['args.yaml', 'run.json', 'summary.csv']
+        assert all((run / f.name).read_bytes() == (q / run.name / f.name).read_bytes() for f in run.iterdir())
+    assert main(argv) == 0
+    assert f'records: 0 runs copied into {records}/, 2 already there' in capsys.readouterr().out
+
+    # the report from the records alone equals the report from the runs
+    for source, out in ((q, tmp_path / 'from-runs'), (records, tmp_path / 'from-records')):
+        assert main(['compare', '--runs', str(source), '--output', str(out)]) == 0
+    columns = ('model', 'seed', 'epochs', 'best_epoch', 'val_top1_err', 'test_top1_err', 'test_top1_err_flip')
+    rows = [[{k: r[k] for k in columns} for r in _csv(tmp_path / name / 'runs.csv')]
+            for name in ('from-runs', 'from-records')]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+    capsys.readouterr()
+
+    record = json.loads((q / 'cifar_resnet50-seed0' / 'run.json').read_text())
+    (q / 'cifar_resnet50-seed0' / 'run.json').write_text(json.dumps({**record, 'wall_time_s': 1.0}))  # retrained
+    published = (tmp_path / 'w' / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns
+    assert main(argv) == 2  # refused in one line before any evaluation or copy
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'record files differ' in err and '--overwrite' in err
+    assert str(records / 'cifar_resnet50-seed0') in err and 'cifar_resnet50_se-seed0' not in err
+    assert (tmp_path / 'w' / 'cifar_resnet50.cifar10' / 'model.safetensors').stat().st_mtime_ns == published
+    assert json.loads((records / 'cifar_resnet50-seed0' / 'run.json').read_text()) == record
+    assert main(argv + ['--overwrite']) == 0
+    assert json.loads((records / 'cifar_resnet50-seed0' / 'run.json').read_text())['wall_time_s'] == 1.0

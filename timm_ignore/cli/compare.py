@@ -21,8 +21,8 @@ from ..figures.loss_curves import plot_loss_curves
 from ..models.zoo import data_copy
 from ..paper import read_paper_tables
 from ..runs import (
-    check_matrix_folder, collect_finished_runs, format_runs, format_table, hold_folder, read_record, run_matrix,
-    run_record_of, score_run, summarize, write_results)
+    check_matrix_folder, collect_finished_runs, format_runs, format_table, hold_folder, read_record, read_run_args,
+    run_matrix, run_record_of, score_run, summarize, write_results)
 from ..train.compare import plan_runs
 from ..train.demo import DEMO_MODELS, DEMO_RECIPE, DEMO_SEEDS, SIGN_SYMMETRY_NOTE
 from .options import (
@@ -83,6 +83,11 @@ _PIXEL_MEAN_NOTE = ('Test errors are measured as `validate` and `publish` measur
                     '(`test_top1_err_pixel_mean` in run.json).')
 
 
+def _run_args(run_dir: pathlib.Path) -> dict:
+    """A finished run's args: its ``args.yaml`` (all a records-only copy has), else its checkpoint's."""
+    return read_run_args(run_dir) or read_checkpoint(run_dir).args
+
+
 def report(args: argparse.Namespace) -> int:
     """``--runs``: the report of a folder of finished runs, nothing trained."""
     if args.config:
@@ -90,16 +95,16 @@ def report(args: argparse.Namespace) -> int:
     paper_tables = read_paper_tables(args.paper_tables)
     device = resolve_device(args.device)
     records, unfinished = collect_finished_runs(args.runs, args.test_split, args.data_dir, device)
-    checkpoint = read_checkpoint(records[0].run_dir)
-    paper_dataset = _paper_dataset(args, checkpoint.num_classes)
+    first_args = _run_args(records[0].run_dir)
+    paper_dataset = _paper_dataset(args, first_args.get('num_classes'))
     output = pathlib.Path(args.output or pathlib.Path('results', paper_dataset or 'report'))
-    name, meaning = _data_name(records[0].run_dir, str(checkpoint.args.get('data_dir') or 'not recorded'))
+    name, meaning = _data_name(records[0].run_dir, str(first_args.get('data_dir') or 'not recorded'))
     seeds = sorted({r.seed for r in records})
     title = (f'{args.test_split} top-1/top-5 error at the best validation epoch, mean ± std over the seeds done '
              f'(seeds {", ".join(map(str, seeds))}); data: {name}')
     rows = summarize(records, paper_dataset, paper_tables)
     table = format_table(rows, title)
-    pixel_mean = any(read_checkpoint(r.run_dir).args.get('input_norm') == 'pixel_mean' for r in records)
+    pixel_mean = any(_run_args(r.run_dir).get('input_norm') == 'pixel_mean' for r in records)
     text = table + (f'\n{meaning}\n' if meaning else '') + (f'\n{_PIXEL_MEAN_NOTE}\n' if pixel_mean else '') + \
         '\n**Runs**\n\n' + format_runs(records)
     if unfinished:

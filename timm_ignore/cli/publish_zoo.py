@@ -3,6 +3,7 @@ import argparse
 
 from ..evaluate import find_split
 from ..hub.registry import CARDS_DIR, WEIGHTS_DIR
+from ..runs import RECORD_FILES, copy_run_records
 from .options import add_allow_untrained_option, add_device_option, resolve_device
 
 
@@ -21,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--overwrite', action='store_true',
                         help='replace published weights and registry entries that come from another run (a model '
                              'whose best seed changed); models published from the same run are kept either way')
+    parser.add_argument('--records-dir', metavar='DIR',
+                        help=f'also copy every finished run\'s {", ".join(RECORD_FILES)} (a few KB, no checkpoint) '
+                             'into DIR/{run}/, e.g. results/zoo-cifar10, for the repository: compare --runs DIR '
+                             'then reports them from a clone; --overwrite replaces records that differ')
     add_allow_untrained_option(parser)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
@@ -32,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     find_split(args.data, 'test')
     device = resolve_device(args.device)
+    if args.records_dir:  # a conflict is refused before any evaluation
+        copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, dry_run=True)
     plan = plan_zoo(args.queue, args.data, args.weights_dir, args.cards_dir, args.hub_org, args.models, args.overwrite,
                     device, allow_untrained=args.allow_untrained)
     print(f'publishing {len(plan.publish)} models into {args.weights_dir}/ (registered in {args.cards_dir}/), '
@@ -39,4 +46,8 @@ def run(args: argparse.Namespace) -> int:
     publish_zoo(plan, args.data, args.cards_dir, dtype=args.dtype, overwrite=args.overwrite,
                 device=device, batch_size=args.batch_size, workers=args.workers,
                 allow_untrained=args.allow_untrained, log=lambda line: print(line, flush=True))
+    if args.records_dir:
+        copied, unchanged = copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite)
+        print(f'records: {len(copied)} runs copied into {args.records_dir}/, {len(unchanged)} already there',
+              flush=True)
     return 0

@@ -1,7 +1,8 @@
 """A training run and a matrix of runs, owned in one place: the layer under both trainers and above the tools.
 
 - :mod:`.layout`: every file name of a run folder and a matrix folder, the run folder name ``{model}-seed{seed}``;
-- :mod:`.record`: the record ``run.json`` (atomic), the one definition of a finished run;
+- :mod:`.record`: the record ``run.json`` (atomic), the one definition of a finished run, the record files a
+  repository keeps;
 - :mod:`.summary`: ``summary.csv`` rows; :mod:`.data`: what a data folder says it is;
 - :mod:`.readiness`: whether a run can become a model card (its recipe's epochs, above chance level);
 - :mod:`.scoring`: the one test of a run (the evaluator and data path of the engine's record, ``compare --runs``,
@@ -23,7 +24,8 @@ from .matrix import (
 from .progress import EpochReport, Progress, format_time
 from .readiness import CHANCE_MARGIN, chance_error, schedule_epochs, untrained_problems
 from .record import (
-    ENGINE_TRAINER, atomic_save, atomic_write_text, is_finished, read_record, run_digest, write_record)
+    ENGINE_TRAINER, RECORD_FILES, atomic_save, atomic_write_text, copy_run_records, is_finished, read_record,
+    read_run_args, run_digest, write_record)
 from .report import (
     ResultRow, RunRecord, collect_finished_runs, format_runs, format_table, run_record_of, summarize, write_results)
 from .scoring import score_run, test_run
@@ -34,9 +36,9 @@ __all__ = [
     'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
     'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',
     'check_matrix_folder', 'hold_folder', 'plan_matrix', 'queued_runs', 'recipe_difference', 'run_matrix',
-    'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error',
-    'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished',
-    'read_record', 'run_digest', 'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'format_runs',
-    'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs',
-    'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
+    'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error', 'schedule_epochs',
+    'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records',
+    'is_finished', 'read_record', 'read_run_args', 'run_digest', 'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs',
+    'format_runs', 'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run',
+    'finished_epochs', 'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
 ]

@@ -1,21 +1,25 @@
-"""A run's record (``run.json``), written atomically and last, and the one definition of a finished run."""
+"""A run's record (``run.json``), written atomically and last, the one definition of a finished run, and the copy
+of its record files that a repository keeps."""
 import hashlib
 import json
 import os
 import pathlib
+import shutil
 from typing import Any, Optional
 
 import torch
 import yaml
 
-from .layout import ARGS_FILE, BEST_CHECKPOINT, RECORD_FILE
+from .layout import ARGS_FILE, BEST_CHECKPOINT, RECORD_FILE, SUMMARY_FILE
 from .summary import finished_epochs
 
-__all__ = ['ENGINE_TRAINER', 'atomic_save', 'atomic_write_text', 'is_finished', 'read_record', 'run_digest',
-           'write_record']
+__all__ = ['ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records', 'is_finished',
+           'read_record', 'read_run_args', 'run_digest', 'write_record']
 
 #: ``args.yaml``'s ``trainer`` of an engine run: such a run is finished only once it has written its record.
 ENGINE_TRAINER = 'timm_ignore.engine'
+#: What a repository keeps of a finished run, a few KB and no checkpoint: enough for ``compare --runs`` to report it.
+RECORD_FILES = (RECORD_FILE, SUMMARY_FILE, ARGS_FILE)
 
 
 def atomic_write_text(path: pathlib.Path, text: str) -> None:
@@ -57,7 +61,8 @@ def write_record(run_dir: pathlib.Path, record: dict[str, Any]) -> None:
     atomic_write_text(pathlib.Path(run_dir) / RECORD_FILE, json.dumps(record, indent=2) + '\n')
 
 
-def _args(run_dir: pathlib.Path) -> dict[str, Any]:
+def read_run_args(run_dir: pathlib.Path) -> dict[str, Any]:
+    """A run folder's ``args.yaml`` as a mapping; ``{}`` when it has none or it is not one."""
     try:
         args = yaml.safe_load((run_dir / ARGS_FILE).read_text())
     except (OSError, yaml.YAMLError):
@@ -77,8 +82,61 @@ def is_finished(run_dir: pathlib.Path, epochs: Optional[int] = None) -> bool:
     record = read_record(run_dir)
     if record is not None:
         return epochs is None or record.get('epochs') is None or int(record['epochs']) >= epochs
-    args = _args(run_dir)
+    args = read_run_args(run_dir)
     epochs = epochs if epochs is not None else args.get('epochs')
     if args.get('trainer') == ENGINE_TRAINER or not args.get('model') or epochs is None:
         return False
     return (run_dir / BEST_CHECKPOINT).is_file() and finished_epochs(run_dir) >= int(epochs)
+
+
+def copy_run_records(
+        source: pathlib.Path,
+        destination: pathlib.Path,
+        overwrite: bool = False,
+        dry_run: bool = False,
+) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """Copy the :data:`RECORD_FILES` of every run in the matrix folder ``source`` that wrote a record into
+    ``destination/{run}/``, so a clone can report the runs without their checkpoints.
+
+    Runs without a record (still training, or timm's train.py, whose test error needs its checkpoint) are left out.
+
+    Args:
+        source: A matrix (queue) folder.
+        destination: The records folder, e.g. ``results/zoo-cifar10``; created when needed.
+        overwrite: Replace record files that differ from the run's (a retrained run).
+        dry_run: Check and plan only; write nothing.
+
+    Returns:
+        ``(copied, unchanged)``: the destination run folders written (or to be written) and those already equal.
+
+    Raises:
+        FileNotFoundError: ``source`` is not a folder.
+        FileExistsError: Record files in ``destination`` that differ from their run's, all named in one line, unless
+            ``overwrite``; raised before anything is written.
+    """
+    source, destination = pathlib.Path(source), pathlib.Path(destination)
+    if not source.is_dir():
+        raise FileNotFoundError(f'{source}: no such folder of runs.')
+    copied, unchanged, conflicts = [], [], []
+    for run_dir in sorted(p for p in source.iterdir() if (p / RECORD_FILE).is_file()):
+        target = destination / run_dir.name
+        files = [name for name in RECORD_FILES if (run_dir / name).is_file()]
+        existing = [name for name in files if (target / name).is_file()]
+        differing = [name for name in existing if (target / name).read_bytes() != (run_dir / name).read_bytes()]
+        if differing:
+            conflicts.append(target)
+        if len(existing) == len(files) and not differing:
+            unchanged.append(target)
+        else:
+            copied.append(target)
+    if conflicts and not overwrite:
+        raise FileExistsError(
+            f'{", ".join(map(str, conflicts))}: record files differ from their runs (retrained?); pass --overwrite to '
+            'replace them.')
+    if not dry_run:
+        for target in copied:
+            target.mkdir(parents=True, exist_ok=True)
+            for name in RECORD_FILES:
+                if (source / target.name / name).is_file():
+                    shutil.copyfile(source / target.name / name, target / name)
+    return copied, unchanged
