@@ -146,8 +146,8 @@ def test_short_recipe_normalises_as_the_tags_data_config():
 
 
 def test_short_recipe_trains_its_warmup_and_epochs():
-    """The queue counts a run's epochs as timm's scheduler does: the short recipe's 1 warm-up + 29 epochs is 30."""
+    """The queue counts a run's epochs as timm's scheduler does: the short recipe's 1 warm-up + 15 epochs is 16."""
     from timm_ignore.engine import EngineTrainer, RunSpec
     recipe = EngineRecipe.from_yaml(SHORT_RECIPE)
     trainer = EngineTrainer(recipe, SHORT_RECIPE.name, pathlib.Path('unused'), torch.device('cpu'))
-    assert (recipe.epochs, recipe.warmup_epochs, trainer.epochs(RunSpec('densenet', 0))) == (29, 1, 30)
+    assert (recipe.epochs, recipe.warmup_epochs, trainer.epochs(RunSpec('densenet', 0))) == (15, 1, 16)
