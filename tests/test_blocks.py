@@ -204,14 +204,16 @@ def _grads(block, x, grad_out):
     return out, grads
 
 
+# 8 float32 channels fill less than a 512-bit register: CBAM's narrow channels_last path (dense per-position operands)
+@pytest.mark.parametrize('channels', [32, 8])
 @pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize('gate,alpha', [('explicit', None), ('ign1', 0.5), ('ign2', None), ('ign3', None)])
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
-def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format):
+def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format, channels):
     torch.manual_seed(0)
-    block = cls(32, gate=gate, alpha=alpha)
+    block = cls(channels, gate=gate, alpha=alpha, rd_channels=4)
     _randomise(block)
-    x = torch.randn(4, 32, 10, 12).to(memory_format=memory_format)
+    x = torch.randn(4, channels, 10, 12).to(memory_format=memory_format)
     grad_out = torch.randn_like(x)
     out, grads = _grads(block, x, grad_out)
     block.fused_backward = False
@@ -242,6 +244,26 @@ def test_fused_backward_under_bfloat16_autocast(cls):
     torch.testing.assert_close(gx.float().sum((2, 3)), ex.float().sum((2, 3)), rtol=0.05, atol=0.1)
     for g, e in zip(gp, ep):
         torch.testing.assert_close(g, e, rtol=0.05, atol=0.05)
+
+
+def test_cbam_narrow_channels_last_bfloat16_equals_its_contiguous_path():
+    """16 bfloat16 channels, channels_last (the CIFAR ResNet's first stage in the campaign's regime): dense
+    per-position operands and the mean as a matrix product give the contiguous path's results, to one bfloat16 ulp
+    of the input gradient (same maxima, so no tie can differ)."""
+    torch.manual_seed(0)
+    block = IgnoreCbam(16, gate='ign2', rd_channels=4)
+    _randomise(block)
+    x = torch.randn(4, 16, 8, 8).bfloat16()
+    grad_out = torch.randn_like(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, grads = _grads(block, x.contiguous(memory_format=torch.channels_last),
+                            grad_out.contiguous(memory_format=torch.channels_last))
+        expected, expected_grads = _grads(block, x, grad_out)
+    assert out.is_contiguous(memory_format=torch.channels_last) and grads[0].dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(grads[0], expected_grads[0], rtol=0.01, atol=0.01)
+    for g, e in zip(grads[1:], expected_grads[1:]):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
