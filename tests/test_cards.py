@@ -121,3 +121,13 @@ def test_pretrained_without_weights_names_the_tags_that_have_some():
         timm.create_model('cifar_resnet50_se.cifar10', pretrained=True, depth=8)
     published = zoo.published_tags()
     assert ', '.join(published) in str(error.value) if published else 'no timm-ignore weights' in str(error.value)
+
+
+def test_card_recipe_table_shows_the_engine_keys_and_only_what_the_schedule_reads():
+    from timm_ignore.hub.card import RECIPE_ARGS, _args_table
+    args = {'sched': 'poly', 'decay_milestones': [62], 'decay_epochs': 30, 'decay_rate': 1.0, 'shift_mode': 'pad_crop',
+            'zero_init_last': True}
+    table = _args_table(args, RECIPE_ARGS)
+    assert '| `shift_mode` | `pad_crop` |' in table and '| `zero_init_last` | `True` |' in table
+    assert 'decay_milestones' not in table and 'decay_epochs' not in table and '| `decay_rate` | `1.0` |' in table
+    assert '| `decay_milestones` | `[62]` |' in _args_table(dict(args, sched='multistep'), RECIPE_ARGS)

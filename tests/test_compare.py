@@ -41,6 +41,27 @@ def test_runs_shorter_than_the_papers_get_no_difference_and_say_so():
     assert "The paper's numbers are after 200 epochs; rows of runs with 1 epochs" in table
 
 
+def test_each_row_is_compared_with_its_twin_measured_and_in_the_paper():
+    """The paper's claims are differences: an ignore variant against its explicit twin, explicit attention against
+    the plain network. They are reported among runs of one recipe, at any number of epochs."""
+    records = [_record('cifar_resnet50', 0, 15.0, 1.0, epochs=16), _record('cifar_resnet50_se', 0, 14.0, 1.0, epochs=16),
+               _record('cifar_resnet50_se_ign1', 0, 14.5, 1.0, epochs=16),
+               _record('cifar_resnet50_cbam_ign3', 0, 13.0, 1.0, epochs=16)]
+    plain, se, ign1, cbam_ign3 = summarize(records, 'cifar10', read_paper_tables())
+    assert plain.twin == '' and plain.twin_diff is None
+    assert (se.twin, se.twin_diff) == ('cifar_resnet50', pytest.approx(-1.0))
+    assert se.paper_twin_diff == pytest.approx(7.63 - 8.27)
+    assert (ign1.twin, ign1.twin_diff) == ('cifar_resnet50_se', pytest.approx(0.5))
+    assert ign1.paper_twin_diff == pytest.approx(7.42 - 7.63)
+    assert cbam_ign3.twin == 'cifar_resnet50_cbam' and cbam_ign3.twin_diff is None  # no run of the twin
+    assert cbam_ign3.paper_twin_diff is not None
+    table = format_table([plain, se, ign1, cbam_ign3], 't')
+    assert '| — (16 vs 200 epochs) | +0.50 (paper -0.21) vs cifar_resnet50_se |' in table
+    assert '| -1.00 (paper -0.64) vs cifar_resnet50 |' in table
+    assert f'| — (paper {cbam_ign3.paper_twin_diff:+.2f}) vs cifar_resnet50_cbam |' in table
+    assert "top-1 − twin: the row's mean minus" in table
+
+
 def test_no_paper_number_for_unknown_rows():
     rows = summarize([_record('not_a_zoo_model', 0, 5.0, 1.0)], 'cifar100', read_paper_tables())
     assert rows[0].paper_top1 is None

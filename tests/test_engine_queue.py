@@ -134,6 +134,29 @@ def test_killed_queue_resumes_to_the_uninterrupted_result(reference, recipe_file
     assert stamps == {run: (output / run.name / 'run.json').stat().st_mtime_ns for run in RUNS}
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_record_names_the_code_of_every_piece_that_trained_the_run(recipe_file, data_dir, tmp_path, monkeypatch):
+    """The code version is the one each training process started with, not the checkout's when the run ends: a run
+    cut after one epoch and resumed by newer code names both, in order."""
+    import timm_ignore.engine.run as engine_run
+    from timm_ignore.engine import train_run
+
+    def stop_after_first_epoch(report):
+        raise _Stop
+
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 2})
+    data, run_dir = load_image_folder(data_dir), tmp_path / 'run'
+    monkeypatch.setattr(engine_run, 'code_version', lambda: 'code A')
+    with pytest.raises(_Stop):
+        train_run(RUNS[0], recipe, data, run_dir, on_epoch=stop_after_first_epoch)
+    monkeypatch.setattr(engine_run, 'code_version', lambda: 'code B')
+    assert train_run(RUNS[0], recipe, data, run_dir)['code_version'] == 'code A; then code B'
+    assert json.loads((run_dir / 'run.json').read_text())['code_version'] == 'code A; then code B'
+
+
 def test_data_is_decoded_in_timm_class_order(data_dir):
     data = load_image_folder(data_dir)
     assert data.classes[0] == 'airplane' and len(data.classes) == 10

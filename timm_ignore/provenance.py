@@ -1,4 +1,5 @@
 """Where a result came from: the code version and the machine, for run records, cards and benchmarks."""
+import functools
 import os
 import platform
 import subprocess
@@ -13,8 +14,13 @@ from .version import __version__
 __all__ = ['code_version', 'device_name', 'machine_info']
 
 
+@functools.cache
 def code_version() -> str:
-    """timm-ignore's version, with the git commit of its source checkout when there is one."""
+    """timm-ignore's version, with the git commit of its source checkout when there is one.
+
+    Taken once per process, at the first call: a process keeps running the code it imported, whatever is committed
+    while it runs, so callers that train call it when their first run starts, not when a run ends.
+    """
     source = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(

@@ -242,6 +242,9 @@ def train_run(
             on_resume(spec, state['epoch'] + 1, num_epochs)
     else:
         (run_dir / ARGS_FILE).write_text(yaml.safe_dump(args, sort_keys=False))
+    versions = state.setdefault('code_versions', [])  # every version that trained a piece of the run, in order
+    if code_version() not in versions:
+        versions.append(code_version())
     start_epoch = state['epoch'] + 1
     trim_summary(run_dir, start_epoch)
     scheduler.step(start_epoch)
@@ -369,7 +372,8 @@ def _finish(
         wall_time_s=round(state['wall_time_s'], 1), train_time_s=round(state['train_time_s'], 1),
         train_images_per_s=round(state['train_images'] / max(state['train_time_s'], 1e-9), 1),
         device=device_name(device), amp=recipe.amp and recipe.amp_dtype, channels_last=recipe.channels_last,
-        torchcompile=recipe.torchcompile, torch=torch.__version__, timm=timm.__version__, code_version=code_version(),
+        torchcompile=recipe.torchcompile, torch=torch.__version__, timm=timm.__version__,
+        code_version='; then '.join(state['code_versions']),
         data_dir=data.source, dataset=data.description,
         images=dict(train=len(data.train), validation=len(data.validation),
                     test=None if data.test is None else len(data.test)),

@@ -24,8 +24,10 @@ __all__ = ['CardInputs', 'TrainingRecord', 'build_card']
 RECIPE_ARGS = (
     'config', 'epochs', 'batch_size', 'opt', 'lr', 'lr_base', 'momentum', 'weight_decay', 'sched', 'decay_milestones',
     'decay_rate', 'warmup_epochs', 'smoothing', 'mixup', 'hflip', 'model_ema', 'model_ema_decay', 'amp',
-    'model_kwargs', 'weight_decay_policy', 'input_norm', 'shift', 'amp_dtype', 'channels_last', 'trainer',
-    'sched_on_updates', 'warmup_prefix', 'warmup_lr', 'min_lr')
+    'model_kwargs', 'weight_decay_policy', 'input_norm', 'shift', 'shift_mode', 'zero_init_last', 'amp_dtype',
+    'channels_last', 'torchcompile', 'trainer', 'sched_on_updates', 'warmup_prefix', 'warmup_lr', 'min_lr')
+#: Schedule args that only the named schedules read: shown only for them (the others carry timm's defaults).
+_SCHED_ONLY_ARGS = {'decay_milestones': ('multistep',), 'decay_epochs': ('step',)}
 #: Training args that say which data the run trained and selected on.
 DATA_ARGS = ('data_dir', 'dataset', 'train_split', 'val_split', 'num_classes')
 #: The card's data config keys (those a registry card may carry).
@@ -147,7 +149,10 @@ def _card_data(c: CardInputs) -> ModelCardData:
 
 
 def _args_table(args: dict[str, Any], keys: tuple[str, ...]) -> str:
-    rows = [f'| `{k}` | `{args[k]}` |' for k in keys if args.get(k) is not None]
+    def read(key: str) -> bool:
+        return key not in _SCHED_ONLY_ARGS or args.get('sched') in _SCHED_ONLY_ARGS[key]
+
+    rows = [f'| `{k}` | `{args[k]}` |' for k in keys if args.get(k) is not None and read(k)]
     return '\n'.join(['| arg | value |', '|---|---|', *rows]) if rows else '_The run recorded none of these args._'
 
 

@@ -13,7 +13,7 @@ import csv
 import os
 import pathlib
 import statistics
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence, Union
 
 import torch
@@ -49,7 +49,12 @@ class RunRecord:
 class ResultRow:
     """One line of the results table; ``*_std`` is None for a single seed, ``paper_*`` None without a paper number,
     ``top1_diff`` the measured mean minus the paper's (None when the runs trained other epochs than the paper's),
-    ``epochs`` the epochs of the runs (``1`` or ``1/200`` when they differ)."""
+    ``epochs`` the epochs of the runs (``1`` or ``1/200`` when they differ).
+
+    ``twin`` is the model the paper's claim for this row is about (``ModelSpec.twin``: an ignore variant's explicit
+    twin, explicit attention's plain network); ``twin_diff`` this row's mean minus the twin's among the same runs
+    (None without finished twin runs), ``paper_twin_diff`` the same difference in the paper's table. Unlike
+    ``top1_diff`` they compare runs of one recipe with each other, so they hold whatever the epochs."""
     model: str
     runs: int
     top1_err: float
@@ -63,6 +68,9 @@ class ResultRow:
     top1_diff: Optional[float] = None
     epochs: str = ''
     paper_epochs: Optional[int] = None
+    twin: str = ''
+    twin_diff: Optional[float] = None
+    paper_twin_diff: Optional[float] = None
 
 
 def run_record_of(record: dict, run_dir: pathlib.Path) -> RunRecord:
@@ -144,7 +152,25 @@ def summarize(
         diff = top1 - paper['paper_top1'] if paper.get('paper_top1') is not None and comparable else None
         rows.append(ResultRow(model, len(own), top1, top1_std, top5, top5_std, **paper, top1_diff=diff,
                               epochs='/'.join(map(str, epochs)), paper_epochs=paper_epochs if paper else None))
-    return rows
+    return [_with_twin(row, rows, paper_dataset, paper_tables) for row in rows]
+
+
+def _with_twin(row: ResultRow, rows: Sequence[ResultRow], paper_dataset: Optional[str],
+               paper_tables: Optional[PaperTables]) -> ResultRow:
+    """``row`` with its twin's name and the differences to it, measured and in the paper."""
+    base, _, tag = row.model.partition('.')
+    spec = MODELS.get(base)
+    twin_spec = spec.twin if spec is not None else None
+    if twin_spec is None:
+        return row
+    twin = twin_spec.name + (f'.{tag}' if tag else '')
+    measured = next((r for r in rows if r.model == twin), None)
+    twin_diff = None if measured is None else row.top1_err - measured.top1_err
+    paper_twin_diff = None
+    if paper_dataset and paper_tables and row.paper_top1 is not None:
+        twin_paper = paper_tables.for_model(twin_spec, paper_dataset).get('top1_err')
+        paper_twin_diff = None if twin_paper is None else row.paper_top1 - twin_paper.value
+    return replace(row, twin=twin, twin_diff=twin_diff, paper_twin_diff=paper_twin_diff)
 
 
 def _pm(value: Optional[float], std: Optional[float]) -> str:
@@ -163,20 +189,33 @@ def _diff(row: ResultRow) -> str:
     return f'— ({row.epochs} vs {row.paper_epochs} epochs)'
 
 
+def _twin(row: ResultRow) -> str:
+    if not row.twin:
+        return '—'
+    paper = '' if row.paper_twin_diff is None else f' (paper {row.paper_twin_diff:+.2f})'
+    return f'{_shown(row.twin_diff, "{:+.2f}")}{paper} vs {row.twin}'
+
+
 def format_table(rows: Sequence[ResultRow], title: str) -> str:
     """The results as a Markdown table: one line per model (the paper's row), ``runs`` the seeds done, ``epochs``
-    the epochs they trained; no difference to the paper for runs of another length than the paper's."""
+    the epochs they trained; no difference to the paper for runs of another length than the paper's; the difference
+    to the row's twin (its explicit or plain counterpart), measured and in the paper, whatever the epochs."""
     lines = [f'**{title}**', '',
              '| model | runs | epochs | top-1 err (%) | top-5 err (%) | paper top-1 err (%) | paper top-5 err (%) | '
-             'top-1 − paper |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|']
+             'top-1 − paper | top-1 − twin (paper) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---|']
     lines += [f'| {r.model} | {r.runs} | {r.epochs or "—"} | {_pm(r.top1_err, r.top1_std)} | '
               f'{_pm(r.top5_err, r.top5_std)} | {_pm(r.paper_top1, r.paper_top1_std)} | '
-              f'{_pm(r.paper_top5, r.paper_top5_std)} | {_diff(r)} |' for r in rows]
+              f'{_pm(r.paper_top5, r.paper_top5_std)} | {_diff(r)} | {_twin(r)} |' for r in rows]
     short = sorted({r.epochs for r in rows if r.paper_top1 is not None and r.top1_diff is None})
     if short:
         lines += ['', f'The paper\'s numbers are after {rows[0].paper_epochs or "its"} epochs; rows of runs with '
                       f'{", ".join(short)} epochs show them for reference only, without a difference.']
+    if any(r.twin for r in rows):
+        lines += ['', 'top-1 − twin: the row\'s mean minus that of the model the paper\'s claim compares it with (an '
+                      'ignore variant\'s explicit-attention twin; explicit attention\'s plain network), among these '
+                      'runs, and the same difference in the paper (negative: the row is better). Runs of one recipe '
+                      'compare with each other at any number of epochs.']
     return '\n'.join(lines) + '\n'
 
 

@@ -41,13 +41,14 @@ class TimmTrainer:
 
     def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
         config = self.configs[spec]
+        version = code_version()  # the code this process imported, taken before the run trains
         start = time.perf_counter()
         train(config, on_epoch=progress.epoch, on_step=progress.step, on_resume=progress.resumed)
         wall = time.perf_counter() - start
         device = resolve_device(config.device or None)
         record = dict(score_run(run_dir, self.test_split, device=device), recipe=self.recipe_name,
                       trainer='timm_ignore.train', wall_time_s=round(wall, 1), device=device_name(device),
-                      code_version=code_version(), data_dir=config.data_dir)
+                      code_version=version, data_dir=config.data_dir)
         write_record(run_dir, record)
         return record
 
