@@ -14,7 +14,7 @@ from timm.models.resnet import ResNet
 
 from timm_ignore import IgnoreCbam, IgnoreSqueezeExcite
 from timm_ignore.models import CifarDenseNet, CifarResNet, IgnoreResNet
-from timm_ignore.models.zoo import DATASETS, FAMILIES, MODELS, PAPER_ID
+from timm_ignore.models.zoo import DATASETS, FAMILIES, MODELS, PAPER_ID, published_tags
 from timm_ignore.paper import PAPER_TABLES_CSV
 
 ATTENTION_TYPES = {'se': IgnoreSqueezeExcite, 'cbam': IgnoreCbam}
@@ -118,7 +118,10 @@ def test_default_cfgs(name):
     for tag in spec.family.datasets:
         cfg = timm.get_pretrained_cfg(f'{name}.{tag}')
         assert cfg.paper_ids == PAPER_ID
-        assert cfg.hf_hub_id is None and not cfg.has_weights  # no weights are published yet
+        if f'{name}.{tag}' in published_tags():  # a card in weights_cards/: its local weights and its Hub id
+            assert cfg.has_weights and cfg.file.endswith('model.safetensors') and cfg.hf_hub_id.endswith(f'/{name}.{tag}')
+        else:
+            assert cfg.hf_hub_id is None and not cfg.has_weights
     if spec.family.name == 'resnet50':
         assert timm.get_pretrained_cfg(name).input_size == (3, 224, 224)
         return
