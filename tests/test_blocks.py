@@ -6,6 +6,7 @@ import pytest
 import torch
 from timm.layers import SEModule, create_attn
 from timm.layers.cbam import CbamModule
+from timm.models.resnet import BasicBlock
 from torch.nn import functional as F
 
 from timm_ignore import IgnoreCbam, IgnoreMmtm, IgnoreSqueezeExcite
@@ -345,3 +346,23 @@ def test_inductor_matches_eager(cls):
     for g, e in zip((out, *grads), (expected, *expected_grads)):
         assert torch.isfinite(g).all()
         assert ((g.double() - e.double()).norm() / e.double().norm()).item() < 0.05
+
+
+@pytest.mark.slow
+def test_inductor_cbam_in_a_channels_last_residual_block_under_bfloat16():
+    """The CIFAR ResNet's basic block with CBAM (BN -> CBAM -> residual add -> ReLU), compiled whole, channels_last,
+    bfloat16 autocast: inductor fused the spatial maximum's gradient with the BN backward and gave non-finite input
+    gradients while the spatial maximum was taken over the channel-major view of the map."""
+    torch.manual_seed(0)
+    block = BasicBlock(64, 64, attn_layer=IgnoreCbam).to(memory_format=torch.channels_last)
+    _randomise(block.se)
+    compiled = torch.compile(copy.deepcopy(block), backend='inductor', fullgraph=True)
+    x = torch.randn(32, 64, 8, 8).relu().to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for model in (compiled, block):
+        x_in = x.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            model(x_in).float().square().sum().backward()
+        grads.append(x_in.grad.double())
+    assert torch.isfinite(grads[0]).all()
+    assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 0.05

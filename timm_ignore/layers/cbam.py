@@ -293,11 +293,18 @@ def _compiling() -> bool:
 # Under torch.compile the maxima of the autograd formulation are taken with their indices, so their backward routes
 # the gradient by index. amax's backward instead compares the input with the recomputed maximum, and inductor (torch
 # 2.14, CPU, bfloat16 autocast) computes the two in different precisions, divides by a zero count of matches and
-# gives NaN gradients (timm's CbamModule as well). Eager keeps amax: exact there, and it splits a tied maximum's
-# gradient evenly.
+# gives NaN gradients (timm's CbamModule as well). The spatial maximum is taken along the map's memory layout: on a
+# channels_last map, a maximum over the (N, C, H*W) view made inductor scatter its gradient into a channel-major
+# buffer and read it back transposed, and that fused kernel (torch 2.14, CPU, bfloat16, BN -> CBAM -> residual ->
+# ReLU) gave non-finite input gradients. Eager keeps amax: exact there, and it splits a tied maximum's gradient
+# evenly.
 def _max_over_positions(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W) -> (N, C)``."""
-    return x.flatten(2).max(2).values if _compiling() else x.amax((2, 3))
+    if not _compiling():
+        return x.amax((2, 3))
+    if _channels_inner(x):
+        return x.permute(0, 2, 3, 1).flatten(1, 2).max(1).values
+    return x.flatten(2).max(2).values
 
 
 def _max_over_channels(x: torch.Tensor) -> torch.Tensor:
