@@ -7,6 +7,7 @@ import logging
 import os
 import pathlib
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -233,3 +234,16 @@ def test_commands_run_in_one_process_log_to_the_current_stderr(capsys):
     assert 'first' in capsys.readouterr().err
     ours = [h for h in logging.root.handlers if type(h).__name__ == '_StderrHandler']
     assert len(ours) == 1
+
+
+def test_module_entry_point_is_the_console_script(tmp_path):
+    """``python -m timm_ignore.cli`` runs the same ``main``: its mistakes end in one line and exit status 2 too."""
+    command, env = [sys.executable, '-m', 'timm_ignore.cli'], {**os.environ, 'OMP_NUM_THREADS': '1'}
+    listed = subprocess.run([*command, 'models'], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert 'cifar_resnet50_cbam_ign1' in listed.stdout
+    missing = subprocess.run(
+        [*command, 'validate', str(tmp_path / 'no-such-folder'), '--model', 'cifar_resnet50.cifar10', '--pretrained'],
+        capture_output=True, text=True, env=env)
+    assert missing.returncode == 2
+    assert 'Traceback' not in missing.stderr and 'no-such-folder' in missing.stderr
