@@ -11,7 +11,7 @@ from timm_ignore.evaluate import evaluate_split
 from timm_ignore.data.demo import DEMO_CLASSES, make_demo_dataset
 from timm_ignore.figures.loss_curves import plot_loss_curves, read_curve
 from timm_ignore.paper import read_paper_tables
-from timm_ignore.runs import RunRecord, format_table, summarize
+from timm_ignore.runs import RunRecord, figure1_panels, format_table, summarize
 
 def _record(model: str, seed: int, top1: float, top5: float, epochs: int = 200) -> RunRecord:
     return RunRecord(model, seed, pathlib.Path(f'runs/{model}-seed{seed}'), 3, top1, top5, epochs=epochs)
@@ -60,6 +60,16 @@ def test_each_row_is_compared_with_its_twin_measured_and_in_the_paper():
     assert '| -1.00 (paper -0.64) vs cifar_resnet50 |' in table
     assert f'| — (paper {cbam_ign3.paper_twin_diff:+.2f}) vs cifar_resnet50_cbam |' in table
     assert "top-1 − twin: the row's mean minus" in table
+
+
+def test_figure1_has_a_panel_per_explicit_attention_model_with_an_ignore_variant():
+    models = ['cifar_resnet50', 'cifar_resnet50_se', 'cifar_resnet50_se_ign1', 'cifar_resnet50_se_ign3',
+              'cifar_resnet50_cbam_ign2', 'densenet_cbam.cifar10', 'densenet_cbam_ign1.cifar10', 'densenet_se_ign2']
+    assert figure1_panels(models) == {
+        'cifar_resnet50_se': ['cifar_resnet50_se', 'cifar_resnet50_se_ign1', 'cifar_resnet50_se_ign3'],
+        'densenet_cbam.cifar10': ['densenet_cbam.cifar10', 'densenet_cbam_ign1.cifar10'],
+    }  # no panel for a variant whose explicit twin is missing, nor for an explicit model alone
+    assert figure1_panels(['cifar_resnet50', 'cifar_resnet50_se']) == {}
 
 
 def test_no_paper_number_for_unknown_rows():

@@ -72,6 +72,19 @@ def test_report_has_every_run_and_the_table_per_paper_row(queue, capsys):
     assert text in capsys.readouterr().out
 
 
+def test_report_draws_figure1_for_an_explicit_model_and_its_ignore_variants(queue, tmp_path, capsys):
+    """A copy of the queue with an Ign3 run (the SE run's record under the variant's name): one panel, SE's."""
+    runs = shutil.copytree(queue['queue'], tmp_path / 'queue')
+    variant = shutil.copytree(runs / 'cifar_resnet50_se-seed0', runs / 'cifar_resnet50_se_ign3-seed0')
+    record = json.loads((variant / 'run.json').read_text())
+    (variant / 'run.json').write_text(json.dumps({**record, 'model': 'cifar_resnet50_se_ign3'}))
+    out = tmp_path / 'results'
+    assert main(['compare', '--runs', str(runs), '--output', str(out), '--data-dir', str(queue['data']),
+                 '--device', 'cpu']) == 0
+    assert sorted(p.name for p in out.glob('*.png')) == ['val_loss_cifar_resnet50_se.png']
+    assert f'Figure 1: {out / "val_loss_cifar_resnet50_se.png"}' in capsys.readouterr().out
+
+
 def test_one_test_error_per_run_from_every_entry_point(queue, tmp_path, capsys):
     """The engine's record, compare --runs, validate and publish measure the same checkpoint on the same split alike."""
     from timm_ignore.hub.publish import publish_folder

@@ -11,6 +11,7 @@ import argparse
 import logging
 import pathlib
 from datetime import datetime
+from typing import Sequence
 
 import torch
 
@@ -21,8 +22,8 @@ from ..figures.loss_curves import plot_loss_curves
 from ..models.zoo import data_copy
 from ..paper import read_paper_tables
 from ..runs import (
-    check_matrix_folder, collect_finished_runs, format_runs, format_table, hold_folder, read_record, read_run_args,
-    run_matrix, run_record_of, score_run, summarize, write_results)
+    RunRecord, check_matrix_folder, collect_finished_runs, figure1_panels, format_runs, format_table, hold_folder,
+    read_record, read_run_args, run_matrix, run_record_of, score_run, summarize, write_results)
 from ..train.compare import plan_runs
 from ..train.demo import DEMO_MODELS, DEMO_RECIPE, DEMO_SEEDS, SIGN_SYMMETRY_NOTE
 from .options import (
@@ -113,7 +114,26 @@ def report(args: argparse.Namespace) -> int:
     write_results(records, rows, text, output)
     print(text)
     print(f'results: {output / "results.md"}, {output / "results.csv"}, {output / "runs.csv"}')
+    _draw_figure1(records, output)
     return 0
+
+
+def _draw_figure1(records: Sequence[RunRecord], output: pathlib.Path) -> None:
+    """Figure 1 of the report: one validation-loss panel per explicit attention model and its ignore variants."""
+    panels = figure1_panels(list(dict.fromkeys(r.model for r in records)))
+    if not panels:
+        print('Figure 1: no explicit attention model with an ignore variant among the runs yet.')
+        return
+    try:
+        import matplotlib  # noqa: F401 (optional dependency, the figures extra)
+    except ImportError:
+        print('Figure 1 not drawn: it needs matplotlib (pip install "timm-ignore[figures]").')
+        return
+    for explicit, models in panels.items():
+        figure = plot_loss_curves(
+            {m: [r.run_dir for r in records if r.model == m] for m in models}, output / f'val_loss_{explicit}.png',
+            title=f'Validation loss: {explicit} and its ignore variants')
+        print(f'Figure 1: {figure}')
 
 
 def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit: float) -> tuple[list, str]:

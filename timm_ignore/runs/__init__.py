@@ -27,7 +27,8 @@ from .record import (
     ENGINE_TRAINER, RECORD_FILES, atomic_save, atomic_write_text, copy_run_records, is_finished, read_record,
     read_run_args, run_digest, write_record)
 from .report import (
-    ResultRow, RunRecord, collect_finished_runs, format_runs, format_table, run_record_of, summarize, write_results)
+    ResultRow, RunRecord, collect_finished_runs, figure1_panels, format_runs, format_table, run_record_of, summarize,
+    write_results)
 from .scoring import score_run, test_run
 from .summary import finished_epochs, read_summary, summary_metrics, summary_val_error, trim_summary
 
@@ -39,6 +40,7 @@ __all__ = [
     'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error', 'schedule_epochs',
     'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records',
     'is_finished', 'read_record', 'read_run_args', 'run_digest', 'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs',
-    'format_runs', 'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run',
+    'figure1_panels', 'format_runs', 'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run',
+    'test_run',
     'finished_epochs', 'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
 ]

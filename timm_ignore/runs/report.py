@@ -25,7 +25,7 @@ from .record import is_finished, read_record
 from .scoring import score_run
 
 __all__ = ['RunRecord', 'ResultRow', 'collect_finished_runs', 'summarize', 'format_runs', 'format_table',
-           'write_results', 'run_record_of']
+           'write_results', 'run_record_of', 'figure1_panels']
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,21 @@ def _with_twin(row: ResultRow, rows: Sequence[ResultRow], paper_dataset: Optiona
         twin_paper = paper_tables.for_model(twin_spec, paper_dataset).get('top1_err')
         paper_twin_diff = None if twin_paper is None else row.paper_top1 - twin_paper.value
     return replace(row, twin=twin, twin_diff=twin_diff, paper_twin_diff=paper_twin_diff)
+
+
+def figure1_panels(models: Sequence[str]) -> dict[str, list[str]]:
+    """Figure 1's panels among ``models`` (``NAME[.TAG]``): each explicit-attention model that is there, with those
+    of its ignore variants that are there, in the order given; a panel needs the explicit model and one variant."""
+    panels: dict[str, list[str]] = {}
+    for model in models:
+        base, _, tag = model.partition('.')
+        spec = MODELS.get(base)
+        if spec is None or spec.attn is None or spec.gate.name == 'explicit':
+            continue
+        explicit = spec.twin.name + (f'.{tag}' if tag else '')
+        if explicit in models:
+            panels.setdefault(explicit, [explicit]).append(model)
+    return panels
 
 
 def _pm(value: Optional[float], std: Optional[float]) -> str:
