@@ -246,6 +246,10 @@ def test_publish_zoo_lands_the_records_a_clone_reports_from(queue, tmp_path, cap
         assert all((run / f.name).read_bytes() == (q / run.name / f.name).read_bytes() for f in run.iterdir())
     assert main(argv) == 0
     assert f'records: 0 runs copied into {records}/, 2 already there' in capsys.readouterr().out
+    only_se = tmp_path / 'results' / 'only-se'  # --models limits the records as it limits the weights
+    assert main([*argv[:-1], str(only_se), '--models', 'cifar_resnet50_se']) == 0
+    assert f'records: 1 runs copied into {only_se}/, 0 already there' in capsys.readouterr().out
+    assert [p.name for p in only_se.iterdir()] == ['cifar_resnet50_se-seed0']
 
     # the report from the records alone equals the report from the runs
     for source, out in ((q, tmp_path / 'from-runs'), (records, tmp_path / 'from-records')):

@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'whose best seed changed); models published from the same run are kept either way')
     parser.add_argument('--records-dir', metavar='DIR',
                         help=f'also copy every finished run\'s {", ".join(RECORD_FILES)} (a few KB, no checkpoint) '
-                             'into DIR/{run}/, e.g. results/zoo-cifar10, for the repository: compare --runs DIR '
-                             'then reports them from a clone; --overwrite replaces records that differ')
+                             'into DIR/{run}/, e.g. results/zoo-cifar10, for the repository (only --models\' runs '
+                             'when given): compare --runs DIR then reports them from a clone; --overwrite replaces '
+                             'records that differ')
     add_allow_untrained_option(parser)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     find_split(args.data, 'test')
     device = resolve_device(args.device)
     if args.records_dir:  # a conflict is refused before any evaluation
-        copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, dry_run=True)
+        copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, dry_run=True, models=args.models)
     plan = plan_zoo(args.queue, args.data, args.weights_dir, args.cards_dir, args.hub_org, args.models, args.overwrite,
                     device, allow_untrained=args.allow_untrained)
     print(f'publishing {len(plan.publish)} models into {args.weights_dir}/ (registered in {args.cards_dir}/), '
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 device=device, batch_size=args.batch_size, workers=args.workers,
                 allow_untrained=args.allow_untrained, log=lambda line: print(line, flush=True))
     if args.records_dir:
-        copied, unchanged = copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite)
+        copied, unchanged = copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, models=args.models)
         print(f'records: {len(copied)} runs copied into {args.records_dir}/, {len(unchanged)} already there',
               flush=True)
     return 0

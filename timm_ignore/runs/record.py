@@ -5,7 +5,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 import torch
 import yaml
@@ -94,6 +94,7 @@ def copy_run_records(
         destination: pathlib.Path,
         overwrite: bool = False,
         dry_run: bool = False,
+        models: Optional[Collection[str]] = None,
 ) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
     """Copy the :data:`RECORD_FILES` of every run in the matrix folder ``source`` that wrote a record into
     ``destination/{run}/``, so a clone can report the runs without their checkpoints.
@@ -105,6 +106,7 @@ def copy_run_records(
         destination: The records folder, e.g. ``results/zoo-cifar10``; created when needed.
         overwrite: Replace record files that differ from the run's (a retrained run).
         dry_run: Check and plan only; write nothing.
+        models: Only the runs of these models (their records' ``model``); every run when None.
 
     Returns:
         ``(copied, unchanged)``: the destination run folders written (or to be written) and those already equal.
@@ -119,6 +121,8 @@ def copy_run_records(
         raise FileNotFoundError(f'{source}: no such folder of runs.')
     copied, unchanged, conflicts = [], [], []
     for run_dir in sorted(p for p in source.iterdir() if (p / RECORD_FILE).is_file()):
+        if models is not None and json.loads((run_dir / RECORD_FILE).read_text()).get('model') not in models:
+            continue
         target = destination / run_dir.name
         files = [name for name in RECORD_FILES if (run_dir / name).is_file()]
         existing = [name for name in files if (target / name).is_file()]
