@@ -265,6 +265,7 @@ class DenseBlockFunction(torch.autograd.Function):
             return grad.add_(grad_features[chunk])
 
         param_grads: list[Optional[torch.Tensor]] = []
+        grad_in_buffer: Optional[torch.Tensor] = None
         for i in reversed(range(len(layers))):
             layer, (bottleneck_in, bottleneck, out) = layers[i], graphs[i]
             graphs[i] = None  # free what this layer kept as soon as it is done
@@ -279,7 +280,10 @@ class DenseBlockFunction(torch.autograd.Function):
             grad_bottleneck = grad_bottleneck.to(bottleneck_in.dtype)  # (rows, 4k)
             weight = layer.conv1.weight
             grad_weight = torch.mm(bottleneck_in, grad_bottleneck).t().reshape_as(weight).to(weight.dtype)
-            grad_in = torch.mm(weight.view(weight.shape[0], chs).t().to(grad_bottleneck.dtype), grad_bottleneck.t())
+            if grad_in_buffer is None:  # the widest layer comes first; every layer's gradient reuses its buffer
+                grad_in_buffer = bottleneck_in.new_empty(chs, rows)
+            grad_in = torch.mm(weight.view(weight.shape[0], chs).t().to(grad_bottleneck.dtype), grad_bottleneck.t(),
+                               out=grad_in_buffer[:chs])
             gamma = layer.norm1.weight
             grad_gamma, grad_beta = _bottleneck_input_backward_(
                 grad_in, bottleneck_in, x_hat[:chs], gamma.detach(), grad_x_hat[:chs])
