@@ -4,8 +4,9 @@ PyTorch's eager CPU kernels make one pass over memory per op, so a chain of elem
 large tensor is bound by memory traffic; inductor fuses the chain into one vectorised C++ loop. The fused training
 paths use this for their hottest chains. Compilation needs a C++ compiler and happens at the first call (seconds);
 shapes are dynamic, so a new size does not recompile. Where inductor cannot compile (no compiler, an unsupported
-platform), the eager twin runs from then on, after one warning. CUDA tensors always take the eager twin: its
-kernels are the ones the fused paths were measured with there.
+platform), the eager twin runs from then on, after one warning. Other devices always take the eager twin: the
+compiled loops were measured only on CPU, and on a GPU inductor would generate Triton kernels, a dependency of its
+own.
 """
 import warnings
 from typing import Any, Callable
