@@ -44,7 +44,8 @@ def test_runs_shorter_than_the_papers_get_no_difference_and_say_so():
 def test_each_row_is_compared_with_its_twin_measured_and_in_the_paper():
     """The paper's claims are differences: an ignore variant against its explicit twin, explicit attention against
     the plain network. They are reported among runs of one recipe, at any number of epochs."""
-    records = [_record('cifar_resnet50', 0, 15.0, 1.0, epochs=16), _record('cifar_resnet50_se', 0, 14.0, 1.0, epochs=16),
+    records = [_record('cifar_resnet50', 0, 15.0, 1.0, epochs=16),
+               _record('cifar_resnet50_se', 0, 14.0, 1.0, epochs=16),
                _record('cifar_resnet50_se_ign1', 0, 14.5, 1.0, epochs=16),
                _record('cifar_resnet50_cbam_ign3', 0, 13.0, 1.0, epochs=16)]
     plain, se, ign1, cbam_ign3 = summarize(records, 'cifar10', read_paper_tables())

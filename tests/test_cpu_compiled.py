@@ -45,15 +45,16 @@ def test_bottleneck_input_compiled_is_its_eager_twin(dtype):
             torch.testing.assert_close(got.to(want.dtype), want, **(tol if exact else dict(rtol=0.02, atol=0.05)))
 
 
-def test_falls_back_to_the_eager_twin_where_inductor_cannot_compile(monkeypatch):
-    # a compiler that does not exist: inductor's build fails
-    monkeypatch.setattr(inductor_config.cpp, 'cxx', (None, '/nonexistent/c++'))
-    torch.compiler.reset()
+def test_falls_back_to_the_eager_twin_where_inductor_cannot_compile():
     kernel = CpuCompiled(lambda x: (x * 2).relu(), lambda x: torch.relu(x * 2))
     x = torch.randn(8, 5)
-    with pytest.warns(UserWarning, match='could not compile it on this machine'):
-        torch.testing.assert_close(kernel(x), (x * 2).relu())
+    torch.compiler.reset()
+    # a compiler that does not exist: inductor's build fails (the config's own patch restores it afterwards)
+    with inductor_config.patch({'cpp.cxx': (None, '/nonexistent/c++')}):
+        with pytest.warns(UserWarning, match='could not compile it on this machine'):
+            torch.testing.assert_close(kernel(x), (x * 2).relu())
     assert kernel._state == 'eager'
+    assert inductor_config.cpp.cxx != (None, '/nonexistent/c++')
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # one warning, not one per call
         torch.testing.assert_close(kernel(x), (x * 2).relu())

@@ -65,7 +65,8 @@ def test_report_has_every_run_and_the_table_per_paper_row(queue, capsys):
         assert row['epochs'] == '3' and row['top1_diff'] == ''  # 3-epoch runs: no difference to 200-epoch numbers
     text = (out / 'results.md').read_text()
     mean = statistics.fmean(records['cifar_resnet50', s]['test_top1_err'] for s in ('0', '1'))
-    assert f'| cifar_resnet50 | 2 | 3 | {mean:.2f} ± ' in text and '| 8.27 ± 0.54 | — | — (3 vs 200 epochs) |' in text
+    assert f'| cifar_resnet50 | 2 | 3 | {mean:.2f} ± ' in text
+    assert '| 8.27 ± 0.54 | — | — (3 vs 200 epochs) |' in text
     assert "The paper's numbers are after 200 epochs" in text and 'per-pixel-mean recipe' in text
     assert 'data: CIFAR-10 (JPEG copy)' in text and 'mean absolute difference 5.8/255' in text
     assert 'Not finished, left out: cifar_resnet50-seed2' in text

@@ -129,7 +129,7 @@ def _narrow_half(bottleneck: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 # Fused into one pass each on CPU: 2-3x faster than the eager kernels at the first stage's (96 - 156, 131072) in
-# bfloat16, about 0.92x the time of the whole DenseNet training step (interleaved A/B, 2-core Xeon).
+# bfloat16, about 0.93x the time of the whole DenseNet training step (interleaved A/B, 2-core Xeon).
 _bottleneck_input = CpuCompiled(_affine_relu, _affine_relu_eager)
 _bottleneck_input_backward_ = CpuCompiled(_affine_relu_backward_, _affine_relu_backward_eager_)
 # The BN's statistics, ReLU and their backward fused around the convolution: about 0.95x the step's time.
