@@ -11,6 +11,10 @@ from torch.nn import functional as F
 
 from timm_ignore import IgnoreCbam, IgnoreMmtm, IgnoreSqueezeExcite
 from timm_ignore.layers import IGN2_EPS
+from timm_ignore.layers import cbam as cbam_module
+from timm_ignore.layers import cbam_cpu
+from timm_ignore.layers.cbam_cpu import SpatialConvFunction
+from timm_ignore.layers.cpu_compiled import CpuCompiled
 
 GATES = [('explicit', None), ('ign1', None), ('ign1', 0.8), ('ign1', 0.5), ('ign2', None), ('ign3', None)]
 
@@ -42,6 +46,21 @@ def cbam_reference(block: IgnoreCbam, x: torch.Tensor, gate: str, alpha) -> torc
     maps = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], 1)
     z = F.conv2d(maps, block.conv.weight, padding=block.conv.kernel_size[0] // 2)
     return x * flip(z, gate, alpha)
+
+
+@pytest.fixture
+def eager_cbam_path(monkeypatch):
+    """Make CBAM's fused training path take its eager kernels on CPU too (the path other devices take)."""
+    monkeypatch.setattr(cbam_module, 'CbamCpuFunction', cbam_module._CbamFunction)
+
+
+@pytest.fixture
+def cbam_path(request):
+    """CBAM's fused path by name, for indirect parametrisation: 'cpu' (compiled loops) or 'eager' (the kernels other
+    devices use)."""
+    if request.param == 'eager':
+        request.getfixturevalue('eager_cbam_path')
+    return request.param
 
 
 def _randomise(block: torch.nn.Module) -> None:
@@ -80,17 +99,34 @@ def test_cbam_matches_equation(gate, alpha):
     _check_against_reference(block, cbam_reference, (3, 24, 9, 6), gate, alpha)
 
 
-def test_cbam_max_gradient_with_ties():
-    """Tied maxima (e.g. after ReLU zeros) must get the gradient autograd's max reference gives them."""
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_cbam_max_gradient_with_ties(layout):
+    """Tied maxima (e.g. after ReLU zeros): on CPU the fused path splits a tied maximum's gradient evenly between the
+    tied elements, as autograd's amax (the plain path) does, element by element."""
     block = IgnoreCbam(16, gate='ign3')
     _randomise(block)
     block = block.double()
-    x = torch.relu(torch.randn(2, 16, 6, 6, dtype=torch.float64)) * 0 + 1.0  # every position ties
-    x.requires_grad_()
+    x = torch.relu(torch.randn(2, 16, 6, 6, dtype=torch.float64)).round().contiguous(memory_format=layout)
+    x[0] = 1.0  # every position and every channel of one image ties
+    grad_out = torch.randn_like(x)
+    _, grads = _grads(block, x, grad_out)
+    block.fused_backward = False
+    _, expected_grads = _grads(block, x, grad_out)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e)
+
+
+def test_cbam_eager_fused_path_gives_a_tied_maximum_to_one_element(eager_cbam_path):
+    """Off CPU the fused path routes a maximum's gradient by index: a tie sends it to one of the tied elements, as
+    ``adaptive_max_pool2d`` and ``max(dim)`` in the literal reference do."""
+    block = IgnoreCbam(16, gate='ign3')
+    _randomise(block)
+    block = block.double()
+    x = torch.ones(2, 16, 6, 6, dtype=torch.float64, requires_grad=True)  # every position ties
     (g,) = torch.autograd.grad(block(x).sum(), x)
     x_ref = x.detach().requires_grad_()
     (g_ref,) = torch.autograd.grad(cbam_reference(block, x_ref, 'ign3', None).sum(), x_ref)
-    torch.testing.assert_close(g, g_ref)  # element-wise: each tied maximum gets what the reference gives it
+    torch.testing.assert_close(g, g_ref)
 
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
@@ -209,8 +245,9 @@ def _grads(block, x, grad_out):
 @pytest.mark.parametrize('channels', [32, 8])
 @pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize('gate,alpha', [('explicit', None), ('ign1', 0.5), ('ign2', None), ('ign3', None)])
-@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
-def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format, channels):
+@pytest.mark.parametrize('cls,cbam_path', [(IgnoreSqueezeExcite, 'cpu'), (IgnoreCbam, 'cpu'), (IgnoreCbam, 'eager')],
+                         indirect=['cbam_path'])
+def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format, channels, cbam_path):
     torch.manual_seed(0)
     block = cls(channels, gate=gate, alpha=alpha, rd_channels=4)
     _randomise(block)
@@ -224,8 +261,9 @@ def test_fused_backward_matches_plain_autograd(cls, gate, alpha, memory_format, 
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
-def test_fused_backward_under_bfloat16_autocast(cls):
+@pytest.mark.parametrize('cls,cbam_path', [(IgnoreSqueezeExcite, 'cpu'), (IgnoreCbam, 'cpu'), (IgnoreCbam, 'eager')],
+                         indirect=['cbam_path'])
+def test_fused_backward_under_bfloat16_autocast(cls, cbam_path):
     torch.manual_seed(0)
     block = cls(32, gate='ign2')
     _randomise(block)
@@ -239,7 +277,7 @@ def test_fused_backward_under_bfloat16_autocast(cls):
     torch.testing.assert_close(out, expected)
     (gx, *gp), (ex, *ep) = grads, expected_grads
     assert gx.dtype == ex.dtype
-    # bfloat16 maxima tie often: autograd splits a tied maximum's gradient, the fused path gives it to one element
+    # bfloat16 maxima tie often: autograd splits a tied maximum's gradient, the eager fused path gives it to one element
     close = torch.isclose(gx.float(), ex.float(), rtol=0.05, atol=0.05)
     assert close.float().mean() > 0.995
     torch.testing.assert_close(gx.float().sum((2, 3)), ex.float().sum((2, 3)), rtol=0.05, atol=0.1)
@@ -247,10 +285,10 @@ def test_fused_backward_under_bfloat16_autocast(cls):
         torch.testing.assert_close(g, e, rtol=0.05, atol=0.05)
 
 
-def test_cbam_narrow_channels_last_bfloat16_equals_its_contiguous_path():
-    """16 bfloat16 channels, channels_last (the CIFAR ResNet's first stage in the campaign's regime): dense
-    per-position operands and the mean as a matrix product give the contiguous path's results, to one bfloat16 ulp
-    of the input gradient (same maxima, so no tie can differ)."""
+def test_cbam_cpu_path_keeps_channels_last_and_equals_its_contiguous_result():
+    """16 bfloat16 channels, channels_last (the CIFAR ResNet's first stage in the campaign's regime): the compiled CPU
+    path returns channels_last output and input gradient, equal to the contiguous map's results to one bfloat16 ulp
+    (its loops sum in another order per layout)."""
     torch.manual_seed(0)
     block = IgnoreCbam(16, gate='ign2', rd_channels=4)
     _randomise(block)
@@ -260,20 +298,37 @@ def test_cbam_narrow_channels_last_bfloat16_equals_its_contiguous_path():
         out, grads = _grads(block, x.contiguous(memory_format=torch.channels_last),
                             grad_out.contiguous(memory_format=torch.channels_last))
         expected, expected_grads = _grads(block, x, grad_out)
-    assert out.is_contiguous(memory_format=torch.channels_last) and grads[0].dtype == torch.bfloat16
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    compiled = [v for v in vars(cbam_cpu).values() if isinstance(v, CpuCompiled)]
+    assert len(compiled) == 9 and all(kernel._state == 'compiled' for kernel in compiled)  # no silent eager fallback
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last) and grads[0].dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected, rtol=0.008, atol=1e-3)
     torch.testing.assert_close(grads[0], expected_grads[0], rtol=0.01, atol=0.01)
     for g, e in zip(grads[1:], expected_grads[1:]):
         torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-3)
+
+
+def test_cbam_cpu_spatial_convolution_is_conv2d():
+    """The CPU path's spatial convolution (reductions over window views) against ``conv2d``: values and both
+    gradients in float64 (gradcheck), a non-square map and a 3x3 kernel included."""
+    torch.manual_seed(0)
+    for kernel, shape in ((7, (2, 2, 9, 6)), (3, (3, 2, 5, 5))):
+        maps = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(1, 2, kernel, kernel, dtype=torch.float64, requires_grad=True)
+        torch.testing.assert_close(SpatialConvFunction.apply(maps, weight), F.conv2d(maps, weight, padding=kernel // 2))
+        assert torch.autograd.gradcheck(SpatialConvFunction.apply, (maps, weight))
 
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])
 def test_fused_backward_with_frozen_parameters(cls):
     block = cls(16)
     block.fc1.requires_grad_(False)
+    if cls is IgnoreCbam:
+        block.conv.requires_grad_(False)
     x = torch.randn(2, 16, 6, 6, requires_grad=True)
     block(x).sum().backward()
     assert block.fc1.weight.grad is None and block.fc2.weight.grad is not None and x.grad is not None
+    assert cls is not IgnoreCbam or block.conv.weight.grad is None
 
 
 @pytest.mark.parametrize('cls', [IgnoreSqueezeExcite, IgnoreCbam])

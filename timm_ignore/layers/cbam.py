@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.autograd.function import once_differentiable
 
-from .fused_backward import autocast_off, scale_and_shift, small_graph_grads, use_fused_backward
+from .cbam_cpu import CbamCpuFunction
+from .fused_backward import add_optional, autocast_off, scale_and_shift, small_graph_grads, use_fused_backward
 from .ignore_gate import IgnoreGate
 from .reduction import PAPER_RD_RATIO, reduced_channels
 
@@ -27,8 +28,9 @@ class IgnoreCbam(nn.Module):
     ``rd_ratio``, ``rd_channels``, ``rd_divisor`` and ``spatial_kernel_size`` mean what they mean in timm's
     ``CbamModule``, so the class plugs into timm's ``attn_layer`` hooks.
 
-    Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`); set
-    ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
+    Training in eager mode uses a fused backward (see :mod:`timm_ignore.layers.fused_backward`): on CPU as compiled
+    loops (:mod:`timm_ignore.layers.cbam_cpu`, which compiles at the first training step), elsewhere as eager kernels.
+    Set ``fused_backward = False`` on an instance for the plain autograd formulation (e.g. for double backward).
 
     Args:
         channels: Channels of the attended feature map.
@@ -104,11 +106,13 @@ class IgnoreCbam(nn.Module):
 
     @torch.jit.unused
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        return _CbamFunction.apply(x, self, *self.parameters())
+        function = CbamCpuFunction if x.device.type == 'cpu' else _CbamFunction
+        return function.apply(x, self, *self.parameters())
 
 
 class _CbamFunction(torch.autograd.Function):
-    """CBAM whose backward builds no full-size mask and keeps one full-size temporary.
+    """CBAM whose backward builds no full-size mask and keeps one full-size temporary: the fused path on devices other
+    than CPU (CPU maps take :class:`~timm_ignore.layers.cbam_cpu.CbamCpuFunction`).
 
     The maxima are taken with their indices, so their gradients are scattered into the fused ``addcmul`` results
     rather than spread by full-size equality masks. With ``P = grad_y * x``, both gate gradients are matrix-vector
@@ -130,13 +134,13 @@ class _CbamFunction(torch.autograd.Function):
         spatial_max, spatial_argmax = F.max_pool1d(x1.reshape(n, c, h * w).transpose(1, 2), c, return_indices=True)
         with torch.enable_grad():
             spatial_stats = [
-                _mean_over_channels(x1).detach().requires_grad_(),
+                x1.mean(1, keepdim=True).detach().requires_grad_(),
                 spatial_max.view(n, 1, h, w).detach().requires_grad_()]
             spatial_mask = block.spatial_mask(*spatial_stats)
         ctx.small_graphs = (channel_stats, channel_mask, spatial_stats, spatial_mask)
         # the position of each channel's maximum (N, C) and the channel of each position's maximum (N, HW)
         ctx.save_for_backward(x, channel_argmax.view(n, c), spatial_argmax.view(n, h * w), *params)
-        return x1.mul_(_per_position(spatial_mask.detach(), x1, short_inner_only=True))
+        return x1.mul_(spatial_mask.detach())
 
     @staticmethod
     @once_differentiable
@@ -168,58 +172,19 @@ class _CbamFunction(torch.autograd.Function):
             channel_mask, grad_channel_mask.to(channel_mask.dtype), channel_stats, params)
 
         # grad_x = grad_x1 * channel_mask + channel-statistics terms
-        grad_x = torch.addcmul(_per_position(grad_s_avg.to(dtype).view(n, 1, h, w), grad_y), grad_y,
-                               _per_position(gate_s, grad_y))
+        grad_x = torch.addcmul(grad_s_avg.to(dtype).view(n, 1, h, w), grad_y, gate_s)
         grad_x = _scatter_add_channels_(grad_x, spatial_argmax, grad_s_max.to(dtype))
         grad_from_avg = (grad_c_avg.to(acc) / (h * w)).to(dtype)[:, :, None, None]
         grad_x = scale_and_shift(grad_x, gate_c[:, :, None, None], grad_from_avg, inplace=True)
         grad_x = _scatter_add_positions_(grad_x, channel_argmax, grad_c_max.to(dtype))
 
-        grad_params = [_add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
+        grad_params = [add_optional(a, b) for a, b in zip(grad_spatial_params, grad_channel_params)]
         return grad_x, None, *grad_params
 
 
 def _channels_inner(t: torch.Tensor) -> bool:
     """Whether ``t`` is laid out channels_last (and not also contiguous, as maps of one pixel or channel are)."""
     return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-
-
-# On CPU, PyTorch's elementwise loops broadcast a per-position ``(N, 1, H, W)`` operand over a channels_last map one
-# position at a time: the loop over channels is the innermost, and when it is shorter than a vector register (16
-# bfloat16 channels in a 512-bit register) it runs scalar (measured with AVX-512 at (128, 16, 32, 32), bfloat16: a
-# multiply 3.8 ms broadcast, 1.4 ms with the operand made dense first, 0.4 ms of it the copy). ``addcmul`` with
-# per-position operands is slow at every width measured (16, 32 and 64 channels: 2-3x), so its operands are always
-# made dense.
-_VECTOR_BYTES = 64 if torch.backends.cpu.get_cpu_capability().startswith('AVX512') else 32
-
-
-def _per_position(t: torch.Tensor, like: torch.Tensor, short_inner_only: bool = False) -> torch.Tensor:
-    """The per-position ``(N, 1, H, W)`` ``t`` as an operand for ``like``: made dense in like's channels_last layout
-    (an expanding copy) where broadcasting it would be slow, else ``t`` itself.
-
-    Args:
-        t: Per-position values.
-        like: The map ``t`` is combined with.
-        short_inner_only: Only when like's channels fill less than one vector register (for a multiply; ``addcmul``
-            needs it at every width).
-    """
-    if not _channels_inner(like) or like.device.type != 'cpu':
-        return t
-    n, c, h, w = like.shape
-    if short_inner_only and c * like.element_size() >= _VECTOR_BYTES:
-        return t
-    return t.permute(0, 2, 3, 1).expand(n, h, w, c).contiguous().permute(0, 3, 1, 2)
-
-
-def _mean_over_channels(x: torch.Tensor) -> torch.Tensor:
-    """``x.mean(1, keepdim=True)``; on a channels_last map on CPU as a batched matrix-vector product over its
-    contiguous channels, 2-3x faster than the reduction at 16-32 channels."""
-    if not _channels_inner(x) or x.device.type != 'cpu':
-        return x.mean(1, keepdim=True)
-    n, c, h, w = x.shape
-    with torch.autocast('cpu', enabled=False):  # in x's dtype, as the mean
-        sums = _weighted_sum_over_channels(x, x.new_ones(n, c))
-    return sums.div_(c).view(n, 1, h, w)
 
 
 # The weighted sums are batched matrix-vector products taken along the map's memory layout: a channels_last map is an
@@ -310,9 +275,3 @@ def _max_over_positions(x: torch.Tensor) -> torch.Tensor:
 def _max_over_channels(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W) -> (N, 1, H, W)``."""
     return x.max(1, keepdim=True).values if _compiling() else x.amax(1, keepdim=True)
-
-
-def _add_optional(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    if a is None:
-        return b
-    return a if b is None else a + b

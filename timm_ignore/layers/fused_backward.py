@@ -10,16 +10,16 @@ and kept until backward. ``benchmarks/block_fused_backward.py`` measures the dif
 
 The fused path runs in eager mode when gradients are enabled. TorchScript, ``torch.compile`` / ``torch.export``
 (whose compilers fuse the straightforward formulation themselves) and inference use the straightforward forward;
-both give the same outputs and gradients (tested), except that a tie between maxima sends CBAM's gradient to one of
-the tied elements rather than splitting it. The fused backward is once-differentiable; set the block's
-``fused_backward`` attribute to False for double backward.
+both give the same outputs and gradients (tested), except that off CPU a tie between maxima sends CBAM's gradient
+to one of the tied elements rather than splitting it (CBAM's CPU path splits it, as autograd does). The fused
+backward is once-differentiable; set the block's ``fused_backward`` attribute to False for double backward.
 """
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-__all__ = ['use_fused_backward', 'small_graph_grads', 'autocast_off', 'scale_and_shift']
+__all__ = ['use_fused_backward', 'small_graph_grads', 'add_optional', 'autocast_off', 'scale_and_shift']
 
 
 def use_fused_backward(enabled: bool) -> bool:
@@ -55,6 +55,13 @@ def small_graph_grads(
     grads = torch.autograd.grad(output, [*inputs, *trainable], grad_output, allow_unused=True)
     input_grads, trainable_grads = list(grads[:len(inputs)]), iter(grads[len(inputs):])
     return input_grads, [next(trainable_grads) if p.requires_grad else None for p in params]
+
+
+def add_optional(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``a + b`` for gradients that may be None (a parameter one small graph does not reach, or a frozen one)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 def autocast_off(backward: Callable[..., Any]) -> Callable[..., Any]:
