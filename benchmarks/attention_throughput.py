@@ -4,8 +4,8 @@ All models of a run are measured interleaved (round-robin, one timed chunk per m
 taken within a round before the median over rounds, so slow drifts of the machine cancel out. Results are printed as
 a table and appended as JSON (with the machine they ran on) to ``benchmarks/results/``.
 
-On CPU, glibc returns large buffers to the OS after every step, which made timings vary up to 2x; unless they are
-already set, this script re-runs itself with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736``.
+On CPU, glibc returns large buffers to the OS after every step, which made timings vary up to 2x; the benchmarks keep
+them in the process, as the trainers do (``timm_ignore.host_memory.keep_freed_memory``).
 
 Examples::
 
@@ -21,7 +21,6 @@ import argparse
 import datetime
 import functools
 import json
-import os
 import pathlib
 import statistics
 import sys
@@ -36,10 +35,10 @@ from timm.layers import SEModule
 from timm.layers.cbam import CbamModule
 
 import timm_ignore  # noqa: F401  (registers the models)
+from timm_ignore.host_memory import keep_freed_memory
 from timm_ignore.provenance import code_version, machine_info
 from timm_ignore.models.zoo import MODELS
 
-MALLOC_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / 'results'
 
 #: timm's own attention modules at the paper's reduction, as references for the ResNet-50 family.
@@ -137,7 +136,7 @@ def write_record(prefix: str, args: argparse.Namespace, **fields) -> pathlib.Pat
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
     record = dict(time=stamp, code=code_version(), machine=machine_info(), args=vars(args),
-                  env={k: os.environ.get(k) for k in MALLOC_ENV}, **fields)
+                  **fields)
     path = RESULTS_DIR / f'{prefix}_{stamp}.json'
     path.write_text(json.dumps(record, indent=1, default=str))
     print(f'\nrecorded in {path.relative_to(RESULTS_DIR.parent.parent)}')
@@ -163,8 +162,8 @@ def main() -> int:
     parser.add_argument('--no-record', action='store_true', help='do not write benchmarks/results/*.json')
     args = parser.parse_args()
 
-    if args.device == 'cpu' and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    if args.device == 'cpu':
+        keep_freed_memory()  # as the trainers do: large buffers reused, not faulted in anew every step
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -174,8 +173,8 @@ def main() -> int:
     print(f'# {len(names)} models, batch {args.batch_size} at {args.img_size}px on {args.device}, amp={args.amp}, '
           f'channels_last={args.channels_last}, compile={args.compile}, {args.rounds} rounds x {args.steps} steps')
     if args.device == 'cpu':
-        print('# CPU timings with ' + ' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items()) +
-              ' (glibc would return large buffers to the OS after every step otherwise: up to 2x noise)')
+        print('# CPU timings with freed memory kept in the process (glibc would return large buffers to the OS after '
+              'every step otherwise: up to 2x noise)')
 
     results: dict[str, dict[str, list[float]]] = {m: {r.name: [] for r in runners} for m in modes}
     for mode in modes:

@@ -11,7 +11,6 @@ the fused backward (``timm_ignore/layers/fused_backward.py``).
         --img-size 224
 """
 import argparse
-import os
 import sys
 import time
 
@@ -21,8 +20,7 @@ from timm.layers.cbam import CbamModule
 from torch import nn
 
 from timm_ignore import IgnoreCbam, IgnoreSqueezeExcite
-
-MALLOC_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '68719476736'}
+from timm_ignore.host_memory import keep_freed_memory
 
 
 def blocks(kind: str, channels: int) -> dict[str, nn.Module]:
@@ -45,8 +43,8 @@ def main() -> int:
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     args = parser.parse_args()
-    if args.device == 'cpu' and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    if args.device == 'cpu':
+        keep_freed_memory()  # as the trainers do: large buffers reused, not faulted in anew every step
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -55,8 +53,8 @@ def main() -> int:
     dtype = torch.bfloat16 if args.amp else torch.float32
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     print(f'# {args.block} block, forward + backward, ms (min of {args.rounds} rounds x {args.steps} steps), '
-          f'{args.device}, amp={args.amp}, channels_last={args.channels_last}, {torch.get_num_threads()} threads, '
-          + ' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items()))
+          f'{args.device}, amp={args.amp}, channels_last={args.channels_last}, {torch.get_num_threads()} threads'
+          + (', freed memory kept' if args.device == 'cpu' else ''))
     print(f'{"shape":22s} {"fused":>8s} {"autograd":>9s} {"timm":>8s}')
     for stage, channels in enumerate((256, 512, 1024, 2048)):
         size = args.img_size // 2 ** (stage + 2)

@@ -14,7 +14,6 @@ bare step's img/s, the projected epoch's img/s and its ratio to the bare step, a
 """
 import argparse
 import io
-import os
 import statistics
 import sys
 import time
@@ -22,10 +21,11 @@ import time
 import torch
 from torch.nn import functional as F
 
-from attention_throughput import MALLOC_ENV, write_record
+from attention_throughput import write_record
 from cifar_model_throughput import make_runner
 
 from timm_ignore.engine.augment import augment_batch, draw_augmentation, normalize
+from timm_ignore.host_memory import keep_freed_memory
 
 PARTS = ('step', 'input', 'validation', 'checkpoints')
 
@@ -54,8 +54,8 @@ def main() -> int:
     models = args.models.split(',')
     val_sizes = [int(v) for v in args.val_batch_sizes.split(',')]
 
-    if args.device == 'cpu' and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    if args.device == 'cpu':
+        keep_freed_memory()  # as the trainers do: large buffers reused, not faulted in anew every step
     torch.manual_seed(0)
     device = torch.device(args.device)
     images = torch.randint(0, 256, (args.train_images, 32, 32, 3), dtype=torch.uint8, device=device)

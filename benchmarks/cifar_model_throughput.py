@@ -24,7 +24,6 @@ Examples::
 """
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -33,7 +32,9 @@ import torch
 from timm.optim import create_optimizer_v2
 from torch.utils.flop_counter import FlopCounterMode
 
-from attention_throughput import MALLOC_ENV, Runner, write_record
+from attention_throughput import Runner, write_record
+
+from timm_ignore.host_memory import keep_freed_memory
 
 MODELS = ('cifar_resnet50', 'cifar_resnet50_se', 'cifar_resnet50_cbam', 'densenet', 'densenet+autograd',
           'densenet_se', 'densenet_cbam')
@@ -104,8 +105,8 @@ def main() -> int:
         parser.error(f'--models must include the reference {REFERENCE}')
     args.amp, args.channels_last = not args.fp32, not args.fp32
 
-    if args.device == 'cpu' and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    if args.device == 'cpu':
+        keep_freed_memory()  # as the trainers do: large buffers reused, not faulted in anew every step
     torch.manual_seed(0)
     runners = {(b, m): make_runner(m, b, args) for b in batch_sizes for m in models}
     flops = {m: train_flops_per_image(runners[batch_sizes[0], m]) for m in models}

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..evaluate import evaluate
+from ..host_memory import keep_freed_memory
 from ..provenance import code_version, device_name
 from ..runs import (
     ARGS_FILE, BEST_CHECKPOINT, ENGINE_TRAINER, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, atomic_save,
@@ -98,6 +99,8 @@ class _Training:
     @classmethod
     def build(cls, spec: RunSpec, recipe: EngineRecipe, data: ImageData) -> '_Training':
         device = data.mean_image.device
+        if device.type == 'cpu':  # a CPU step's large buffers are reused instead of faulted in anew every step
+            keep_freed_memory()
         torch.manual_seed(spec.seed)
         model = create_model(spec.model, num_classes=recipe.num_classes, **recipe.model_kwargs)
         if recipe.zero_init_last:

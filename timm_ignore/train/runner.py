@@ -27,6 +27,7 @@ from torch import nn
 from ..checkpoint import check_model_name, read_checkpoint
 from ..devices import resolve_device
 from ..evaluate import find_split
+from ..host_memory import keep_freed_memory
 from ..models._state_dict_check import check_state_dict
 from ..runs import ARGS_FILE, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, trim_summary
 from .config import ConfigError, TrainConfig
@@ -186,6 +187,8 @@ def train(
     check_inputs(config)
     random_seed(config.seed)
     device = _device(config)
+    if device.type == 'cpu':  # a CPU step's large buffers are reused instead of faulted in anew every step
+        keep_freed_memory()
     model = build_model(config).to(device)
     if config.resume:  # weights of this model? (timm's resume_checkpoint would fail with torch's key listing)
         check_state_dict(read_checkpoint(config.resume, ema=False).state_dict, model, f'{config.resume} (--resume)')
