@@ -132,7 +132,7 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
 
 
 def write_record(prefix: str, args: argparse.Namespace, **fields) -> pathlib.Path:
-    """Write ``results/PREFIX_TIME.json`` with the time, code version, machine, arguments, allocator env and fields."""
+    """Write ``results/PREFIX_TIME.json`` with the time, code version, machine, arguments and fields."""
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
     record = dict(time=stamp, code=code_version(), machine=machine_info(), args=vars(args),

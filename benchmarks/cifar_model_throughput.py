@@ -14,7 +14,7 @@ is timed too (interleaved, so drifts of the machine cancel). The table gives per
 A ``+autograd`` suffix turns every ``fused_backward`` off (``densenet+autograd``: the dense blocks as the
 layer-by-layer concatenation; attention blocks through plain autograd). ``--batch-sizes`` repeats the models at
 several batch sizes within the run. The table is printed and a JSON record with the machine is written to
-``benchmarks/results/``. On CPU the script re-runs itself with the allocator settings of ``attention_throughput.py``.
+``benchmarks/results/``. On CPU it keeps freed memory in the process, as the trainers do.
 
 Examples::
 

@@ -4,8 +4,9 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves every r
 ``mmap`` and unmaps it again on free, so each such buffer is faulted in and zeroed by the kernel page by page on its
 first touch, every time. A CIFAR training step allocates dozens of them (a first-stage map of 256 channels at batch
 128 is 64 MB in bfloat16), and the faults cost more than the arithmetic: an elementwise loop writing a fresh 40 MB
-buffer took 15 ms against 4 ms with the buffer reused (2-core Xeon), and whole training steps took 0.86x
-(DenseNet) and 0.90x (ResNet-50) of their time with freed memory kept (interleaved, median of 6 rounds).
+buffer took 15 ms against 4 ms with the buffer reused (2-core Xeon), and whole training steps took 0.70x
+(DenseNet: 315 000 page faults a step fell to 1 400) and 0.83x (ResNet-50) of their time with freed memory kept
+(``benchmarks/host_memory_throughput.py``).
 
 :func:`keep_freed_memory` turns glibc's ``mmap`` path off and raises its trim threshold, so freed buffers stay in
 the heap for the next step to reuse, which is what glibc's ``MALLOC_MMAP_MAX_=0`` and ``MALLOC_TRIM_THRESHOLD_``
