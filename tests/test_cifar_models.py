@@ -231,3 +231,31 @@ def test_fused_dense_blocks_under_bfloat16_autocast_and_channels_last():
             nn.functional.cosine_similarity(g.flatten(), exact_grads[n].grad.flatten(), dim=0).item()
             for g in (p.grad, layerwise_grads[n].grad))
         assert fused_cosine > 0.9 and fused_cosine > layerwise_cosine - 0.05, n
+
+
+@pytest.mark.parametrize('family', ['cifar_resnet50_se', 'cifar_resnet50_cbam', 'densenet_se', 'densenet_cbam'])
+def test_ign3_and_ign1_train_bit_for_bit_alike(family):
+    """``sigmoid(-z) == 1 - sigmoid(z)``: with one seed, Ign3 and Ign1 (alpha 1) are one training run, in the zoo's
+    regime (bf16 autocast, channels_last, the fused CPU paths, SGD with weight decay), so their zoo rows agree to the
+    last digit. Ign1 with alpha 0.8 is a different function and must not agree."""
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([0, 1, 2, 3])
+
+    def trained(name: str) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = timm.create_model(name, num_classes=10).to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        for _ in range(2):
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                loss = nn.functional.cross_entropy(model(images).float(), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.state_dict()
+
+    ign3, ign1 = trained(f'{family}_ign3'), trained(f'{family}_ign1')
+    assert ign3.keys() == ign1.keys()
+    assert all(torch.equal(ign3[k], ign1[k]) for k in ign3)
+    ign1_a08 = trained(f'{family}_ign1_a08')
+    assert not all(torch.equal(ign3[k], ign1_a08[k]) for k in ign3)
