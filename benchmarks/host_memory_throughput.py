@@ -20,15 +20,15 @@ import sys
 import time
 
 from attention_throughput import write_record
+from cifar_model_throughput import make_runner
+
+from timm_ignore.host_memory import keep_freed_memory
 
 ARMS = ('default', 'kept')
 
 
 def child(model: str, arm: str, steps: int, warmup: int) -> dict[str, float]:
     """Time ``steps`` training steps of ``model`` in this process, with freed memory kept or not."""
-    from cifar_model_throughput import make_runner  # the child alone builds models: the parent stays light
-
-    from timm_ignore.host_memory import keep_freed_memory
     if arm == 'kept' and not keep_freed_memory():
         raise SystemExit('this C library has no mallopt settings (glibc on Linux only)')
     args = argparse.Namespace(device='cpu', amp=True, channels_last=True, img_size=32, num_classes=10)
