@@ -13,13 +13,14 @@ from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import torch
-from timm.layers import BatchNormAct2d, create_classifier
+from timm.layers import BatchNormAct2d
 from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
 from ..layers.fused_backward import use_fused_backward
+from ..layers.global_pool import create_pool_and_classifier
 from ._factory import pop_attention_layer, register_family
 from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions
 from .zoo import ModelSpec
@@ -207,7 +208,7 @@ class CifarDenseNet(nn.Module):
         self.feature_info.append(dict(num_chs=chs, reduction=4, module='norm'))
 
         self.num_features = self.head_hidden_size = chs
-        self.global_pool, self.fc = create_classifier(chs, num_classes, pool_type=global_pool, **dd)
+        self.global_pool, self.fc = create_pool_and_classifier(chs, num_classes, pool_type=global_pool, **dd)
         self.init_weights()
 
     @torch.jit.ignore
@@ -250,7 +251,8 @@ class CifarDenseNet(nn.Module):
         self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.global_pool, self.fc = create_pool_and_classifier(
+            self.num_features, num_classes, pool_type=global_pool, **dd)
         self._init_classifier()
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.global_pool.train(self.training)

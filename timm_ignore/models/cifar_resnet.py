@@ -21,13 +21,14 @@ from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import torch
-from timm.layers import DropPath, create_classifier, get_act_layer
+from timm.layers import DropPath, get_act_layer
 from timm.models import build_model_with_cfg, checkpoint_seq
 from timm.models._features import feature_take_indices
 from timm.models.resnet import BasicBlock
 from torch import nn
 from torch.nn import functional as F
 
+from ..layers.global_pool import create_pool_and_classifier
 from ._factory import pop_attention_layer, register_family
 from ._keras_init import KERAS_BN_MOMENTUM, init_convolutions, keras_he_normal_
 from .zoo import ModelSpec
@@ -110,7 +111,8 @@ class CifarResNet(nn.Module):
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=name))
 
         self.num_features = self.head_hidden_size = in_chs
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.global_pool, self.fc = create_pool_and_classifier(
+            self.num_features, num_classes, pool_type=global_pool, **dd)
         self.init_weights()
 
     @torch.jit.ignore
@@ -145,7 +147,8 @@ class CifarResNet(nn.Module):
         self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.global_pool, self.fc = create_pool_and_classifier(
+            self.num_features, num_classes, pool_type=global_pool, **dd)
         self._init_classifier()
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.global_pool.train(self.training)
