@@ -157,6 +157,34 @@ def test_record_names_the_code_of_every_piece_that_trained_the_run(recipe_file, 
     assert json.loads((run_dir / 'run.json').read_text())['code_version'] == 'code A; then code B'
 
 
+def test_run_stopped_by_keep_going_resumes_to_the_uninterrupted_result(recipe_file, data_dir, tmp_path):
+    """A time limit's split run: asked before every epoch after the first, stopped after epoch 1 with its checkpoint
+    and no record, then resumed by a later call to the same weights and record as one uninterrupted call."""
+    from timm_ignore.engine import train_run
+
+    recipe = EngineRecipe.from_yaml(recipe_file)
+    data = load_image_folder(data_dir)
+    asked = []
+
+    def keep_going():
+        asked.append(len(asked))
+        return len(asked) < 2  # yes before epoch 1, no before epoch 2
+
+    split, whole = tmp_path / 'split', tmp_path / 'whole'
+    assert train_run(RUNS[0], recipe, data, split, keep_going=keep_going) is None
+    assert asked == [0, 1]  # not asked before epoch 0, the first this call trained
+    assert torch.load(split / 'last.pth.tar', weights_only=True)['epoch'] == 1
+    assert not (split / 'run.json').exists()
+    resumed = train_run(RUNS[0], recipe, data, split, keep_going=lambda: True)
+    uninterrupted = train_run(RUNS[0], recipe, data, whole)
+    assert (split / 'summary.csv').read_text() == (whole / 'summary.csv').read_text()
+    a = torch.load(split / 'last.pth.tar', weights_only=True)['state_dict']
+    b = torch.load(whole / 'last.pth.tar', weights_only=True)['state_dict']
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    for key in ('best_epoch', 'val_top1_err', 'test_top1_err', 'test_loss'):
+        assert resumed[key] == uninterrupted[key]
+
+
 def test_data_is_decoded_in_timm_class_order(data_dir):
     data = load_image_folder(data_dir)
     assert data.classes[0] == 'airplane' and len(data.classes) == 10

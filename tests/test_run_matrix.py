@@ -1,13 +1,16 @@
 """The run matrix (``timm_ignore.runs``): the time limit, the speed book, progress lines, checks before any work."""
 import math
 import pathlib
+import types
 
 import pytest
+from timm.utils import update_summary
 
+import timm_ignore.runs.matrix as matrix_module
 from timm_ignore.cli import main
 from timm_ignore.runs import (
-    EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, parse_duration, read_record, recipe_difference,
-    run_matrix, write_record)
+    EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, finished_epochs, parse_duration, read_record,
+    recipe_difference, run_matrix, write_record)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,7 +64,7 @@ class _FakeTrainer:
     def measure_epoch_time(self, spec):
         return None
 
-    def train(self, spec, run_dir, progress):
+    def train(self, spec, run_dir, progress, keep_going=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         for epoch in range(self.epochs_):
             progress.epoch(EpochReport(spec, epoch, self.epochs_, 1.0, 1.0, 50.0, 0.1, 100.0, self.epoch_time_s, 64))
@@ -120,6 +123,67 @@ def test_time_limit_probes_a_model_never_trained_here(tmp_path):
     trainer = _ProbingTrainer(3, 100.0, {'cifar_resnet50_se': 110.0})
     run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=650.0)
     assert trainer.probed == ['cifar_resnet50_se'] and trainer.trained == specs[1:]
+
+
+class _SplittableTrainer(_FakeTrainer):
+    """A fake trainer whose epochs take ``epoch_time_s`` of a fake clock, one summary.csv row each; it resumes after
+    the rows there and asks ``keep_going`` before every epoch after the first it trains in a call."""
+
+    def __init__(self, epochs: int, epoch_time_s: float, clock: list):
+        super().__init__(epochs, epoch_time_s)
+        self.clock = clock
+
+    def train(self, spec, run_dir, progress, keep_going=None):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        start = finished_epochs(run_dir)
+        for epoch in range(start, self.epochs_):
+            if epoch > start and keep_going is not None and not keep_going():
+                return None
+            self.clock[0] += self.epoch_time_s
+            update_summary(epoch, {'loss': 1.0}, {'loss': 1.0, 'top1': 50.0}, str(run_dir / 'summary.csv'))
+            progress.epoch(EpochReport(spec, epoch, self.epochs_, 1.0, 1.0, 50.0, 0.1, 100.0, self.epoch_time_s, 64))
+        record = dict(model=spec.model, seed=spec.seed, epochs=self.epochs_)
+        write_record(run_dir, record)
+        return record
+
+
+def test_split_runs_train_the_epochs_that_fit_and_resume_in_the_next_piece(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(matrix_module, 'time', types.SimpleNamespace(monotonic=lambda: clock[0]))
+    SpeedBook(tmp_path).add_epoch('densenet', 100.0, 400.0)  # an epoch of DenseNet takes 100 s here
+    specs, lines = [RunSpec('densenet', 0), RunSpec('densenet_se', 0)], []
+    trainer = _SplittableTrainer(5, 100.0, clock)
+    # without --split-runs a 500 s run does not start in a 250 s piece
+    assert run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=250.0).left
+    assert not (tmp_path / 'densenet-seed0').exists() and clock == [0.0]
+
+    result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=250.0, split_runs=True)
+    # epochs end at 100 s and 200 s; a third would end at 300 s: stopped before it, nothing lost
+    assert finished_epochs(tmp_path / 'densenet-seed0') == 2 and result.records == [None, None]
+    assert 'densenet-seed0: time limit: stopped after epoch 2 of 5; its last checkpoint is kept and the next piece ' \
+           'resumes it.' in lines
+    # what is left: 3 DenseNet epochs and 5 of its SE twin (estimated from the family), 8 x 100 s
+    assert result.left == lines[-1] and result.left.startswith(
+        'time limit: stopping; 2 runs left (densenet-seed0, densenet_se-seed0), estimated about 13m20s')
+
+    clock[0] = 1000.0
+    result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=400.0, split_runs=True)
+    # the next piece finishes DenseNet (300 s), then starts its twin, which does not fit, for the one epoch that does
+    assert result.records[0] is not None and result.records[1] is None
+    assert finished_epochs(tmp_path / 'densenet-seed0') == 5 and finished_epochs(tmp_path / 'densenet_se-seed0') == 1
+    assert clock == [1400.0]
+
+
+@pytest.mark.parametrize('command', [
+    ['train-queue', '-c', str(REPO / 'train_scripts' / 'cifar10_authors.yaml'), '--models', 'cifar_resnet50'],
+    ['compare', '-c', str(REPO / 'train_scripts' / 'cifar10.yaml'), '--models', 'cifar_resnet50', '--seeds', '0'],
+])
+def test_cli_refuses_split_runs_without_a_time_limit(command, tmp_path, capsys):
+    argv = command + ['--data-dir', str(tmp_path / 'data'), '--output', str(tmp_path / 'out'), '--split-runs']
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith('error: --split-runs needs --time-limit (it splits runs at the time limit).')
+    assert '\n' not in err and not (tmp_path / 'out').exists()
 
 
 def test_progress_within_an_epoch_is_throttled(tmp_path):

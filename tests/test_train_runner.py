@@ -76,6 +76,24 @@ def test_resume_continues_from_saved_epoch(run_dir, tree):
     assert result.best_metric == max(float(r['eval_top1']) for r in after)
 
 
+def test_keep_going_stops_before_an_epoch_and_a_resume_finishes_the_run(tree, tmp_path):
+    """A time limit's split run on timm's loaders: stopped before epoch 1, checkpoints kept, resumed to the end."""
+    settings = dict(data_dir=str(tree), model='cifar_resnet50', model_kwargs={'depth': 8}, epochs=2, device='cpu',
+                    output=str(tmp_path), experiment='split', workers=0, batch_size=16)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(True)
+        return False
+
+    result = train(TrainConfig.from_recipe(RECIPE, settings), keep_going=stop)
+    assert not result.finished and len(asked) == 1  # asked once: before epoch 1, not before epoch 0
+    assert [int(r['epoch']) for r in _summary(result.output_dir)] == [0]
+    resumed = train(TrainConfig.from_recipe(RECIPE, {**settings, 'resume': str(result.output_dir / 'last.pth.tar')}),
+                    keep_going=lambda: True)
+    assert resumed.finished and [int(r['epoch']) for r in _summary(resumed.output_dir)] == [0, 1]
+
+
 def test_existing_run_is_not_overwritten(run_dir, tree):
     config = TrainConfig.from_recipe(RECIPE, dict(
         data_dir=str(tree), model='cifar_resnet50', model_kwargs={'depth': 8}, epochs=1, device='cpu',

@@ -146,7 +146,7 @@ def _engine_records(args: argparse.Namespace, runs_dir: pathlib.Path, time_limit
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     records = run_queue(specs, recipe, pathlib.Path(args.data_dir), runs_dir, device,
                         recipe_name=pathlib.Path(args.config).name, log=lambda line: print(line, flush=True),
-                        time_limit_s=time_limit)
+                        time_limit_s=time_limit, split_runs=args.split_runs)
     left = 'stopped by the time limit' if any(r is None for r in records) else ''  # run_queue raises on a failure
     return list(zip(specs, records)), left
 
@@ -168,7 +168,7 @@ def _timm_records(args: argparse.Namespace, runs_dir: pathlib.Path, demo: bool, 
     check_matrix_folder(runs_dir, trainer.specs, None, None)
     with hold_folder(runs_dir):
         result = run_matrix(trainer.specs, runs_dir, trainer, log=lambda line: print(line, flush=True),
-                            time_limit_s=time_limit)
+                            time_limit_s=time_limit, split_runs=args.split_runs)
     return list(zip(trainer.specs, result.records)), result.left, next(iter(trainer.configs.values())).num_classes
 
 

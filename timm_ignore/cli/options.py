@@ -110,20 +110,25 @@ def recipe_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def add_time_limit_option(parser: argparse.ArgumentParser) -> None:
-    """``--time-limit DURATION`` of a run matrix (parsed by :func:`time_limit_seconds`)."""
+    """``--time-limit DURATION`` and ``--split-runs`` of a run matrix (parsed by :func:`time_limit_seconds`)."""
     parser.add_argument('--time-limit', metavar='DURATION',
                         help='e.g. 2h30m, 90m, 45s: start a run only when its estimated time (from the speed measured '
                              'in this output folder) fits in what is left, then stop cleanly; run again to continue')
+    parser.add_argument('--split-runs', action='store_true',
+                        help='with --time-limit: a run that does not fit trains the epochs that do and stops after '
+                             'the last of them, its checkpoint kept; the next run of the command resumes it')
 
 
 def time_limit_seconds(args: argparse.Namespace) -> Optional[float]:
     """Seconds of ``--time-limit``, None without one.
 
     Raises:
-        UsageError: Not a positive duration (one line, before any work).
+        UsageError: Not a positive duration, or ``--split-runs`` without a time limit (one line, before any work).
     """
     from ..runs import TimeLimitError, parse_duration  # loaded when a matrix runs: the other commands stay fast
     if args.time_limit is None:
+        if args.split_runs:
+            raise UsageError('--split-runs needs --time-limit (it splits runs at the time limit).')
         return None
     try:
         return parse_duration(args.time_limit)

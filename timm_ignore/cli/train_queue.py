@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         records = run_queue(runs, recipe, args.data_dir, args.output, device, args.parallel,
                             recipe_name=args.config.name, log=lambda line: print(line, flush=True),
-                            time_limit_s=time_limit_seconds(args))
+                            time_limit_s=time_limit_seconds(args), split_runs=args.split_runs)
     except (RecipeError, QueueError, UsageError, ValueError) as e:
         print(f'timm-ignore train-queue: error: {e}', file=sys.stderr)
         return 2

@@ -113,9 +113,10 @@ class EngineTrainer:
             self._on_device = self.loaded().to(self.device)
         return self._on_device
 
-    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress,
+              keep_going: Optional[Callable[[], bool]] = None) -> Optional[dict[str, Any]]:
         return train_run(spec, self.recipe, self.on_device(), run_dir, self.recipe_name, on_epoch=progress.epoch,
-                         on_step=progress.step, on_resume=progress.resumed)
+                         on_step=progress.step, on_resume=progress.resumed, keep_going=keep_going)
 
 
 def _worker(
@@ -161,6 +162,7 @@ def run_queue(
         log: Callable[[str], None] = print,
         data: Optional[ImageData] = None,
         time_limit_s: Optional[float] = None,
+        split_runs: bool = False,
 ) -> list[Optional[dict[str, Any]]]:
     """Train every run not finished yet; returns the records of all ``runs``, in order (None: left for later).
 
@@ -176,6 +178,8 @@ def run_queue(
         data: The decoded dataset when the caller already has it (on the CPU); else read from ``data_dir``.
         time_limit_s: Start a run only when its estimated time fits in what is left of this many seconds, then
             stop with a line saying what is left (``timm_ignore.runs.budget``); one run at a time only.
+        split_runs: With ``time_limit_s``: a run that does not fit trains the epochs that do, its checkpoint kept
+            for the next piece (:func:`timm_ignore.runs.run_matrix`).
 
     Raises:
         QueueError: From :func:`check_queue`, or another queue already running in ``output``.
@@ -193,7 +197,7 @@ def run_queue(
             f'({parallel} at a time).')
         log_every = max(1, epochs // 20)
         if parallel == 1 or not pending:
-            return run_matrix(runs, output, trainer, log, time_limit_s, log_every=log_every).records
+            return run_matrix(runs, output, trainer, log, time_limit_s, log_every, split_runs).records
         data = trainer.loaded()
         progress = Progress(list(runs), {s: epochs for s in pending}, log, parallel, log_every,
                             speeds=SpeedBook(output))

@@ -199,7 +199,8 @@ def train_run(
         on_epoch: Optional[Callable[[EpochReport], None]] = None,
         on_step: Optional[StepCallback] = None,
         on_resume: Optional[Callable[[RunSpec, int, int], None]] = None,
-) -> dict[str, Any]:
+        keep_going: Optional[Callable[[], bool]] = None,
+) -> Optional[dict[str, Any]]:
     """Train one (model, seed) run to the end, resuming from ``run_dir/last.pth.tar`` if it exists.
 
     Args:
@@ -211,11 +212,13 @@ def train_run(
         on_epoch: Called after every finished epoch.
         on_step: Called after every step (progress within an epoch; the callee throttles its lines).
         on_resume: Called with ``(spec, first epoch to train, epochs)`` when the run resumes from its checkpoint.
+        keep_going: Asked before every epoch after the first one this call trains; False stops the run there, its
+            last checkpoint kept for a later call (a time limit's split run).
 
     Returns:
         The run's record (also written to ``run_dir/run.json``): best epoch, validation and test errors in %
         (the test through :func:`timm_ignore.runs.score_run`, as every tool measures a run), wall time, images/s,
-        device, code version.
+        device, code version; None when ``keep_going`` stopped it before its last epoch.
     """
     finished = read_record(run_dir)
     if finished is not None:
@@ -254,6 +257,8 @@ def train_run(
 
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(start_epoch, num_epochs):
+        if epoch > start_epoch and keep_going is not None and not keep_going():
+            return None
         start = time.perf_counter()
         step_report = None if on_step is None else functools.partial(on_step, spec, epoch)
         train_loss = _train_epoch(train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng,

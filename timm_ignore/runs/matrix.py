@@ -10,7 +10,8 @@ gives a :class:`Trainer` that trains one run in its folder. The matrix
 - reports progress through one :class:`~.progress.Progress` and records every epoch's speed (``speed.json``);
 - with a time limit, starts a run only when its estimated time (:class:`~.budget.SpeedBook`; a model with no
   epoch time here is first probed by the trainer) fits in what is left, and otherwise stops cleanly, saying what is
-  left.
+  left; with ``split_runs``, a run that does not fit trains the epochs that do, asked before each of them, and stops
+  after the last with its checkpoint kept (the next piece resumes it).
 """
 import contextlib
 import fcntl
@@ -137,8 +138,11 @@ class Trainer(Protocol):
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
         """Seconds one epoch of the run takes on this machine, from a short probe; None if the trainer cannot tell."""
 
-    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
-        """Train (or resume) the run to its end, reporting to ``progress``; returns its record (``run.json``)."""
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress,
+              keep_going: Optional[Callable[[], bool]] = None) -> Optional[dict[str, Any]]:
+        """Train (or resume) the run, reporting to ``progress``; returns its record (``run.json``), or None when
+        ``keep_going`` (asked before every epoch after the first one this call trains) said stop: the run's last
+        checkpoint is then kept for a later call."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ class MatrixResult:
 
 
 def _left_line(left: Sequence[PlannedRun], book: SpeedBook, trainer: Trainer) -> str:
-    estimate = sum(book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done) for p in left)
+    estimate = sum(book.estimate(p.spec.model, trainer.epochs(p.spec) - finished_epochs(p.folder)) for p in left)
     shown = 'unknown (no speed measured here for some of their models)' if math.isinf(estimate) else \
         f'about {format_time(estimate)}'
     return (f'time limit: stopping; {len(left)} runs left ({", ".join(p.spec.name for p in left[:4])}'
@@ -164,10 +168,14 @@ def run_matrix(
         log: Callable[[str], None] = print,
         time_limit_s: Optional[float] = None,
         log_every: int = 1,
+        split_runs: bool = False,
 ) -> MatrixResult:
     """Train every run not finished yet, one after another, within ``time_limit_s`` when given.
 
-    The folder is checked and held by the caller (:func:`check_matrix_folder`, :func:`hold_folder`).
+    With ``split_runs`` (and a time limit), a run whose estimate does not fit in what is left still starts when one
+    epoch does, and every run stops before an epoch that would not fit (its checkpoint kept); the matrix then stops
+    as it does at a run that cannot start. The folder is checked and held by the caller (:func:`check_matrix_folder`,
+    :func:`hold_folder`).
     """
     started = time.monotonic()
     planned = plan_matrix(specs, output, trainer.epochs)
@@ -178,22 +186,36 @@ def run_matrix(
     for p in planned:
         if p.finished:
             progress.kept(p.spec)
+
+    def left_s() -> float:
+        return time_limit_s - (time.monotonic() - started)
+
+    def stop(index: int) -> MatrixResult:
+        left = _left_line(pending[index:], book, trainer)
+        log(left)
+        return MatrixResult([read_record(s.folder(output)) for s in specs], left)
+
     for index, p in enumerate(pending):
+        keep_going = None
         if time_limit_s is not None:
             if not book.measured(p.spec.model):
                 probed = trainer.measure_epoch_time(p.spec)
                 if probed is not None:
                     book.add_probe(p.spec.model, probed)
                     log(f'{p.spec.name}: speed probe on this machine: about {format_time(probed)} per epoch.')
-            left_s = time_limit_s - (time.monotonic() - started)
             estimate = book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done)
-            unknown_first = math.isinf(estimate) and index == 0
-            if unknown_first:
+            if math.isinf(estimate) and index == 0:
                 log(f'{p.spec.name}: no speed measured here for its model family; starting it as the first run of '
                     f'this piece (time limit {format_time(time_limit_s)}).')
-            elif estimate > left_s:
-                left = _left_line(pending[index:], book, trainer)
-                log(left)
-                return MatrixResult([read_record(s.folder(output)) for s in specs], left)
-        progress.finished(p.spec, trainer.train(p.spec, p.folder, progress))
+            elif estimate > left_s() and not (split_runs and book.estimate(p.spec.model, 1) <= left_s()):
+                return stop(index)
+            if split_runs:
+                def keep_going(model: str = p.spec.model) -> bool:
+                    return book.estimate(model, 1) <= left_s()
+        record = trainer.train(p.spec, p.folder, progress, keep_going)
+        if record is None:
+            log(f'{p.spec.name}: time limit: stopped after epoch {finished_epochs(p.folder)} of '
+                f'{trainer.epochs(p.spec)}; its last checkpoint is kept and the next piece resumes it.')
+            return stop(index)
+        progress.finished(p.spec, record)
     return MatrixResult([read_record(s.folder(output)) for s in specs])

@@ -8,7 +8,7 @@ import os
 import pathlib
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..devices import resolve_device
 from ..evaluate import find_split
@@ -39,11 +39,15 @@ class TimmTrainer:
         """None: timm's loaders have no cheap probe (worker start-up and decoding dominate a few steps)."""
         return None
 
-    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+    def train(self, spec: RunSpec, run_dir: pathlib.Path, progress: Progress,
+              keep_going: Optional[Callable[[], bool]] = None) -> Optional[dict[str, Any]]:
         config = self.configs[spec]
         version = code_version()  # the code this process imported, taken before the run trains
         start = time.perf_counter()
-        train(config, on_epoch=progress.epoch, on_step=progress.step, on_resume=progress.resumed)
+        result = train(config, on_epoch=progress.epoch, on_step=progress.step, on_resume=progress.resumed,
+                       keep_going=keep_going)
+        if not result.finished:
+            return None
         wall = time.perf_counter() - start
         device = resolve_device(config.device or None)
         record = dict(score_run(run_dir, self.test_split, device=device), recipe=self.recipe_name,

@@ -42,10 +42,12 @@ _EVAL_METRICS = ('top1', 'top5', 'loss')
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a run wrote its outputs, and its best validation metric and epoch (None without validation)."""
+    """Where a run wrote its outputs, its best validation metric and epoch (None without validation), and whether it
+    trained its last epoch (False when ``keep_going`` stopped it)."""
     output_dir: pathlib.Path
     best_metric: Optional[float]
     best_epoch: Optional[int]
+    finished: bool = True
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -170,6 +172,7 @@ def train(
         on_epoch: Optional[Callable[[EpochReport], None]] = None,
         on_step: Optional[Callable[[RunSpec, int, int, int, float, float], None]] = None,
         on_resume: Optional[Callable[[RunSpec, int, int], None]] = None,
+        keep_going: Optional[Callable[[], bool]] = None,
 ) -> TrainResult:
     """Train as timm's train.py would with the same settings, on one device.
 
@@ -179,6 +182,8 @@ def train(
             split), e.g. for progress.
         on_step: Called after every step with ``(run, epoch, step, steps, img/s so far, seconds so far)``.
         on_resume: Called with ``(run, first epoch to train, epochs)`` when the run continues from a checkpoint.
+        keep_going: Asked before every epoch after the first one this call trains; False stops the run there (its
+            checkpoints kept, ``finished`` False in the result).
 
     Raises:
         ConfigError, FileNotFoundError, FileExistsError, ValueError: See :func:`check_inputs`; a checkpoint to
@@ -238,6 +243,8 @@ def train(
     best_metric, best_epoch = None, None
     spec = RunSpec(config.model, config.seed)
     for epoch in range(start_epoch, num_epochs):
+        if epoch > start_epoch and keep_going is not None and not keep_going():
+            return TrainResult(output_dir, best_metric, best_epoch, finished=False)
         start = time.perf_counter()
         step_report: Optional[StepCallback] = None if on_step is None else functools.partial(on_step, spec, epoch)
         train_metrics = train_one_epoch(
