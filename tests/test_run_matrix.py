@@ -159,6 +159,8 @@ def test_split_runs_train_the_epochs_that_fit_and_resume_in_the_next_piece(tmp_p
 
     result = run_matrix(specs, tmp_path, trainer, lines.append, time_limit_s=250.0, split_runs=True)
     # epochs end at 100 s and 200 s; a third would end at 300 s: stopped before it, nothing lost
+    assert 'densenet-seed0: estimated 8m20s, more than the 4m10s left: training the epochs that fit, to be resumed ' \
+           'by the next piece.' in lines
     assert finished_epochs(tmp_path / 'densenet-seed0') == 2 and result.records == [None, None]
     assert 'densenet-seed0: time limit: stopped after epoch 2 of 5; its last checkpoint is kept and the next piece ' \
            'resumes it.' in lines

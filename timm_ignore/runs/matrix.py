@@ -207,8 +207,11 @@ def run_matrix(
             if math.isinf(estimate) and index == 0:
                 log(f'{p.spec.name}: no speed measured here for its model family; starting it as the first run of '
                     f'this piece (time limit {format_time(time_limit_s)}).')
-            elif estimate > left_s() and not (split_runs and book.estimate(p.spec.model, 1) <= left_s()):
-                return stop(index)
+            elif estimate > left_s():
+                if not (split_runs and book.estimate(p.spec.model, 1) <= left_s()):
+                    return stop(index)
+                log(f'{p.spec.name}: estimated {format_time(estimate)}, more than the {format_time(left_s())} left: '
+                    f'training the epochs that fit, to be resumed by the next piece.')
             if split_runs:
                 def keep_going(model: str = p.spec.model) -> bool:
                     return book.estimate(model, 1) <= left_s()
