@@ -7,7 +7,7 @@ and PyTorch's CPU loops do that element by element. Dividing the small gradient 
 view lets that op read it in any layout: ReLU, pool and their backward at DenseNet's last map, (128, 456, 8, 8) in
 bfloat16, took 3.0 against 16.3 ms on a 2-core Xeon (``benchmarks/head_pool_backward.py``), about 1 % of the step.
 """
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from timm.layers import SelectAdaptivePool2d, create_classifier, register_notrace_module
@@ -43,7 +43,7 @@ class LayoutKeepingPool2d(SelectAdaptivePool2d):
     recorded in eager mode; every other pool type, TorchScript, ``torch.compile`` and inference run timm's module.
     """
 
-    def __init__(self, output_size: int = 1, pool_type: str = 'fast', flatten: bool = False,
+    def __init__(self, output_size: Union[int, tuple[int, int]] = 1, pool_type: str = 'fast', flatten: bool = False,
                  input_fmt: str = 'NCHW') -> None:
         super().__init__(output_size, pool_type, flatten, input_fmt)
         self.mean_over_map = (output_size in (1, (1, 1)) and flatten and input_fmt == 'NCHW'
