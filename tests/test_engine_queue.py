@@ -185,6 +185,42 @@ def test_run_stopped_by_keep_going_resumes_to_the_uninterrupted_result(recipe_fi
         assert resumed[key] == uninterrupted[key]
 
 
+def test_runs_landed_in_a_records_folder_are_not_trained_again(reference, recipe_file, data_dir, tmp_path):
+    """A fresh clone: the run folders are gone, the records publish-zoo landed are there. The landed run is kept with
+    its landed record, the other one trains; the same records folder refuses a queue of another recipe."""
+    from timm_ignore.runs import copy_run_records
+
+    records_dir = tmp_path / 'results'
+    copy_run_records(reference, records_dir, models={RUNS[0].model})
+    lines, fresh = [], tmp_path / 'fresh'
+    recipe = EngineRecipe.from_yaml(recipe_file)
+    records = run_queue(RUNS, recipe, data_dir, fresh, torch.device('cpu'), recipe_name='small.yaml',
+                        log=lines.append, landed=records_dir)
+    assert records[0] == json.loads((reference / RUNS[0].name / 'run.json').read_text())
+    assert not (fresh / RUNS[0].name).exists()  # not trained again
+    assert records[1]['model'] == RUNS[1].model and (fresh / RUNS[1].name / 'run.json').is_file()
+    assert lines[0] == f'1 of 2 runs already finished (1 landed in {records_dir}); 1 to train on cpu (1 at a time).'
+    assert any(f'finished earlier, its record landed in {records_dir}; not trained again' in line for line in lines)
+    with pytest.raises(QueueError, match='landed from a run of another recipe; leave out --records-dir'):
+        _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=tmp_path / 'q',
+               landed=records_dir)
+    with pytest.raises(QueueError, match='no such folder of landed records'):
+        _check(recipe=recipe, data_dir=data_dir, output=tmp_path / 'q', landed=tmp_path / 'nothing')
+    assert not (tmp_path / 'q').exists()
+
+
+def test_a_landed_run_of_fewer_epochs_does_not_count_as_finished(reference, tmp_path):
+    """A landed record of fewer epochs than the queue's (a smoke run) leaves its run to train."""
+    from timm_ignore.runs import copy_run_records, plan_matrix
+
+    records_dir = tmp_path / 'results'
+    copy_run_records(reference, records_dir)
+    planned = plan_matrix(RUNS, tmp_path / 'fresh', lambda spec: 4, records_dir)
+    assert [(p.finished, p.landed) for p in planned] == [(False, False), (False, False)]
+    planned = plan_matrix(RUNS, tmp_path / 'fresh', lambda spec: 3, records_dir)  # the reference's 3 epochs
+    assert [(p.finished, p.landed) for p in planned] == [(True, True), (True, True)]
+
+
 def test_data_is_decoded_in_timm_class_order(data_dir):
     data = load_image_folder(data_dir)
     assert data.classes[0] == 'airplane' and len(data.classes) == 10
@@ -194,8 +230,8 @@ def test_data_is_decoded_in_timm_class_order(data_dir):
                           data.train.images.double().mean(0).permute(2, 0, 1) / 255, atol=1e-6)
 
 
-def _check(recipe=None, runs=RUNS, data_dir=None, output=None, device='cpu', parallel=1):
-    check_queue(runs, recipe or EngineRecipe(), data_dir, output, torch.device(device), parallel)
+def _check(recipe=None, runs=RUNS, data_dir=None, output=None, device='cpu', parallel=1, landed=None):
+    check_queue(runs, recipe or EngineRecipe(), data_dir, output, torch.device(device), parallel, landed)
 
 
 def test_bad_input_is_refused_before_any_work(data_dir, reference, recipe_file, tmp_path):
@@ -221,6 +257,8 @@ def test_bad_input_is_refused_before_any_work(data_dir, reference, recipe_file, 
     (['--models', 'densenet_se*', '--config', 'missing.yaml'], 'cannot read recipe'),
     (['--models', 'no_such_model_*'], "matches no zoo model"),
     (['--models', 'cifar_resnet50', '--epochs', '0'], 'epochs must be at least 1'),
+    (['--models', 'cifar_resnet50', '--records-dir', 'no/such/records'],
+     '--records-dir no/such/records: no such folder of landed records.'),
 ])
 def test_cli_errors_are_one_line(argv, message, data_dir, tmp_path, capsys):
     base = ['train-queue', '--config', str(AUTHORS_RECIPE), '--data-dir', str(data_dir), '--output', str(tmp_path)]

@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seeds', nargs='+', type=int, default=[0], help='seeds per model (default: 0)')
     parser.add_argument('--output', required=True, type=pathlib.Path,
                         help='queue folder: one run folder per model and seed; re-run the command to resume')
+    parser.add_argument('--records-dir', metavar='DIR', type=pathlib.Path,
+                        help='records folder that publish-zoo --records-dir fills (e.g. results/zoo-cifar10): a run '
+                             'whose record landed there with this recipe is finished and not trained again, so a '
+                             'fresh clone continues the campaign where it landed')
     parser.add_argument('--device', help='cuda, cuda:1, cpu (default: cuda when available, else cpu)')
     parser.add_argument('--parallel', type=int, default=1, help='runs trained at once on the device (processes)')
     parser.add_argument('--epochs', type=int, help="override the recipe's epochs (e.g. a short smoke run)")
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         records = run_queue(runs, recipe, args.data_dir, args.output, device, args.parallel,
                             recipe_name=args.config.name, log=lambda line: print(line, flush=True),
-                            time_limit_s=time_limit_seconds(args), split_runs=args.split_runs)
+                            time_limit_s=time_limit_seconds(args), split_runs=args.split_runs,
+                            landed=args.records_dir)
     except (RecipeError, QueueError, UsageError, ValueError) as e:
         print(f'timm-ignore train-queue: error: {e}', file=sys.stderr)
         return 2
@@ -64,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         print(f'timm-ignore train-queue: {e}', file=sys.stderr)
         return 1
     finished = sum(r is not None for r in records)
-    print(f'{finished} of {len(records)} runs finished in {args.output}')
+    landed = f' or landed in {args.records_dir}' if args.records_dir else ''
+    print(f'{finished} of {len(records)} runs finished in {args.output}{landed}')
     return 0

@@ -20,8 +20,8 @@ import timm
 import torch
 
 from ..runs import (
-    MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, plan_matrix,
-    read_record, run_matrix, schedule_epochs, write_queue_file)
+    MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, matrix_records,
+    plan_matrix, read_record, run_matrix, schedule_epochs, write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
 from .run import measure_epoch_time, train_run
@@ -49,8 +49,9 @@ def check_queue(
         output: pathlib.Path,
         device: torch.device,
         parallel: int,
+        landed: Optional[pathlib.Path] = None,
 ) -> None:
-    """Check everything a queue needs before any work starts.
+    """Check everything a queue needs before any work starts (``landed``: see :func:`run_queue`).
 
     Raises:
         QueueError: The first problem found, worded for the command line.
@@ -70,7 +71,7 @@ def check_queue(
         check_class_count(data_dir, recipe.num_classes)
     except ValueError as e:
         raise QueueError(str(e)) from None
-    check_matrix_folder(output, runs, recipe.to_dict(), recipe.fingerprint())
+    check_matrix_folder(output, runs, recipe.to_dict(), recipe.fingerprint(), landed)
 
 
 @dataclass
@@ -163,6 +164,7 @@ def run_queue(
         data: Optional[ImageData] = None,
         time_limit_s: Optional[float] = None,
         split_runs: bool = False,
+        landed: Optional[pathlib.Path] = None,
 ) -> list[Optional[dict[str, Any]]]:
     """Train every run not finished yet; returns the records of all ``runs``, in order (None: left for later).
 
@@ -180,31 +182,36 @@ def run_queue(
             stop with a line saying what is left (``timm_ignore.runs.budget``); one run at a time only.
         split_runs: With ``time_limit_s``: a run that does not fit trains the epochs that do, its checkpoint kept
             for the next piece (:func:`timm_ignore.runs.run_matrix`).
+        landed: A records folder (``publish-zoo --records-dir``): a run not finished in ``output`` but finished
+            there with this recipe is not trained again, and its landed record is returned.
 
     Raises:
         QueueError: From :func:`check_queue`, or another queue already running in ``output``.
         RuntimeError: Some runs failed; the others finished and are recorded.
     """
-    check_queue(runs, recipe, data_dir, output, device, parallel)
+    check_queue(runs, recipe, data_dir, output, device, parallel, landed)
     if time_limit_s is not None and parallel > 1:
         raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
     with hold_folder(output):
         write_queue_file(output, runs, recipe.to_dict(), recipe.fingerprint(), recipe_name)
         trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
         epochs = trainer.epochs(runs[0]) if runs else recipe.epochs
-        pending = [p.spec for p in plan_matrix(runs, output, trainer.epochs) if not p.finished]
-        log(f'{len(runs) - len(pending)} of {len(runs)} runs already finished; {len(pending)} to train on {device} '
-            f'({parallel} at a time).')
+        planned = plan_matrix(runs, output, trainer.epochs, landed)
+        pending = [p.spec for p in planned if not p.finished]
+        landed_count = sum(p.landed for p in planned)
+        landed_note = f' ({landed_count} landed in {landed})' if landed_count else ''
+        log(f'{len(runs) - len(pending)} of {len(runs)} runs already finished{landed_note}; {len(pending)} to train on '
+            f'{device} ({parallel} at a time).')
         log_every = max(1, epochs // 20)
         if parallel == 1 or not pending:
-            return run_matrix(runs, output, trainer, log, time_limit_s, log_every, split_runs).records
+            return run_matrix(runs, output, trainer, log, time_limit_s, log_every, split_runs, landed).records
         data = trainer.loaded()
         progress = Progress(list(runs), {s: epochs for s in pending}, log, parallel, log_every,
                             speeds=SpeedBook(output))
         failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
         if failed:
             raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))
-        return [read_record(r.folder(output)) for r in runs]
+        return matrix_records(runs, output, landed)
 
 
 def _run_workers(

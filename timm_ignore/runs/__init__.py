@@ -19,8 +19,8 @@ from .layout import (
     ARGS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE, SUMMARY_FILE, RunSpec,
     run_name)
 from .matrix import (
-    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, plan_matrix, queued_runs,
-    recipe_difference, run_matrix, write_queue_file)
+    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, matrix_records, plan_matrix,
+    queued_runs, recipe_difference, run_matrix, write_queue_file)
 from .progress import EpochReport, Progress, format_time
 from .readiness import CHANCE_MARGIN, chance_error, schedule_epochs, untrained_problems
 from .record import (
@@ -36,8 +36,8 @@ __all__ = [
     'SpeedBook', 'TimeLimitError', 'parse_duration', 'check_class_count', 'described_copy', 'read_data_description',
     'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
     'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',
-    'check_matrix_folder', 'hold_folder', 'plan_matrix', 'queued_runs', 'recipe_difference', 'run_matrix',
-    'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error', 'schedule_epochs',
+    'check_matrix_folder', 'hold_folder', 'matrix_records', 'plan_matrix', 'queued_runs', 'recipe_difference',
+    'run_matrix', 'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error', 'schedule_epochs',
     'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records',
     'is_finished', 'read_record', 'read_run_args', 'run_digest', 'write_record', 'ResultRow', 'RunRecord',
     'collect_finished_runs',

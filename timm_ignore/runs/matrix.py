@@ -4,7 +4,9 @@ One matrix serves both trainers (``compare`` on timm's loaders, ``train-queue`` 
 gives a :class:`Trainer` that trains one run in its folder. The matrix
 
 - plans: a finished run (:func:`~.record.is_finished`) is kept, a run with a last checkpoint resumes (a line says from
-  which epoch), the rest start;
+  which epoch), the rest start; a run whose record was landed in a records folder (``landed``: the copies of
+  :func:`~.record.copy_run_records`, e.g. a repository's ``results/zoo-cifar10``) counts as finished, so a campaign
+  whose run folders are gone (a fresh clone) does not train its landed runs again;
 - holds the folder (one matrix at a time; ``flock``) and, for a trainer with a fixed recipe, records it in
   ``queue.json``: a folder of another recipe is refused with the keys that differ and how to resume or start anew;
 - reports progress through one :class:`~.progress.Progress` and records every epoch's speed (``speed.json``);
@@ -28,8 +30,8 @@ from .progress import Progress, format_time
 from .record import atomic_write_text, is_finished, read_record
 from .summary import finished_epochs
 
-__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'plan_matrix',
-           'recipe_difference', 'run_matrix', 'write_queue_file']
+__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'matrix_records',
+           'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file']
 
 
 class MatrixError(ValueError):
@@ -38,21 +40,44 @@ class MatrixError(ValueError):
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run of the matrix, its folder, whether it finished, and the epochs its summary already holds."""
+    """A run of the matrix, its folder, whether it finished (here or landed), and the epochs its summary holds."""
     spec: RunSpec
     folder: pathlib.Path
     finished: bool
     epochs_done: int
+    landed: bool = False
 
     @property
     def resumes(self) -> bool:
         return not self.finished and (self.folder / LAST_CHECKPOINT).is_file()
 
 
-def plan_matrix(specs: Sequence[RunSpec], output: pathlib.Path, epochs: Callable[[RunSpec], int]) -> list[PlannedRun]:
-    """Every run of the matrix with its state in ``output`` (finished: for its ``epochs(spec)`` epochs)."""
-    return [PlannedRun(s, s.folder(output), is_finished(s.folder(output), epochs(s)), finished_epochs(s.folder(output)))
-            for s in specs]
+def plan_matrix(
+        specs: Sequence[RunSpec],
+        output: pathlib.Path,
+        epochs: Callable[[RunSpec], int],
+        landed: Optional[pathlib.Path] = None,
+) -> list[PlannedRun]:
+    """Every run of the matrix with its state in ``output`` (finished: for its ``epochs(spec)`` epochs), or finished
+    in the records folder ``landed`` when it is not in ``output``."""
+    planned = []
+    for s in specs:
+        finished = is_finished(s.folder(output), epochs(s))
+        landed_here = not finished and landed is not None and is_finished(s.folder(landed), epochs(s))
+        planned.append(PlannedRun(s, s.folder(output), finished or landed_here, finished_epochs(s.folder(output)),
+                                  landed_here))
+    return planned
+
+
+def matrix_records(
+        specs: Sequence[RunSpec], output: pathlib.Path, landed: Optional[pathlib.Path] = None,
+) -> list[Optional[dict[str, Any]]]:
+    """The record of every run, in order: from its folder in ``output``, else from the records folder ``landed``;
+    None for a run not finished in either."""
+    def record(spec: RunSpec) -> Optional[dict[str, Any]]:
+        found = read_record(spec.folder(output))
+        return found if found is not None or landed is None else read_record(spec.folder(landed))
+    return [record(s) for s in specs]
 
 
 def recipe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -68,12 +93,16 @@ def check_matrix_folder(
         specs: Sequence[RunSpec],
         recipe: Optional[dict[str, Any]],
         fingerprint: Optional[str],
+        landed: Optional[pathlib.Path] = None,
 ) -> None:
-    """Refuse a folder that is a file, or (for a fixed recipe) holds a matrix or runs of another recipe.
+    """Refuse a folder that is a file, or (for a fixed recipe) holds a matrix or runs of another recipe; likewise
+    a records folder ``landed`` that is not a folder or holds records of the matrix's runs with another recipe.
 
     Raises:
         MatrixError: Naming the keys that differ (queue value -> given value) and how to resume or start anew.
     """
+    if landed is not None and not landed.is_dir():
+        raise MatrixError(f'--records-dir {landed}: no such folder of landed records.')
     if output.exists() and not output.is_dir():
         raise MatrixError(f'--output {output} is a file; give a folder for the runs.')
     if recipe is None:
@@ -92,6 +121,10 @@ def check_matrix_folder(
         record = read_record(spec.folder(output))
         if record is not None and record.get('recipe_fingerprint') not in (None, fingerprint):
             raise MatrixError(f'{spec.folder(output)} was trained with another recipe; give another --output.')
+        record = None if landed is None else read_record(spec.folder(landed))
+        if record is not None and record.get('recipe_fingerprint') not in (None, fingerprint):
+            raise MatrixError(f'{spec.folder(landed)} was landed from a run of another recipe; leave out --records-dir '
+                              f'to train {spec.name} again with this one.')
 
 
 def write_queue_file(
@@ -169,23 +202,25 @@ def run_matrix(
         time_limit_s: Optional[float] = None,
         log_every: int = 1,
         split_runs: bool = False,
+        landed: Optional[pathlib.Path] = None,
 ) -> MatrixResult:
     """Train every run not finished yet, one after another, within ``time_limit_s`` when given.
 
     With ``split_runs`` (and a time limit), a run whose estimate does not fit in what is left still starts when one
     epoch does, and every run stops before an epoch that would not fit (its checkpoint kept); the matrix then stops
-    as it does at a run that cannot start. The folder is checked and held by the caller (:func:`check_matrix_folder`,
-    :func:`hold_folder`).
+    as it does at a run that cannot start. A run finished in the records folder ``landed`` (and not in ``output``) is
+    kept as finished and its landed record returned. The folder is checked and held by the caller
+    (:func:`check_matrix_folder`, :func:`hold_folder`).
     """
     started = time.monotonic()
-    planned = plan_matrix(specs, output, trainer.epochs)
+    planned = plan_matrix(specs, output, trainer.epochs, landed)
     pending = [p for p in planned if not p.finished]
     book = SpeedBook(output)
     progress = Progress(list(specs), {p.spec: trainer.epochs(p.spec) - p.epochs_done for p in pending}, log,
                         log_every=log_every, speeds=book)
     for p in planned:
         if p.finished:
-            progress.kept(p.spec)
+            progress.kept(p.spec, landed if p.landed else None)
 
     def left_s() -> float:
         return time_limit_s - (time.monotonic() - started)
@@ -193,7 +228,7 @@ def run_matrix(
     def stop(index: int) -> MatrixResult:
         left = _left_line(pending[index:], book, trainer)
         log(left)
-        return MatrixResult([read_record(s.folder(output)) for s in specs], left)
+        return MatrixResult(matrix_records(specs, output, landed), left)
 
     for index, p in enumerate(pending):
         keep_going = None
@@ -221,4 +256,4 @@ def run_matrix(
                 f'{trainer.epochs(p.spec)}; its last checkpoint is kept and the next piece resumes it.')
             return stop(index)
         progress.finished(p.spec, record)
-    return MatrixResult([read_record(s.folder(output)) for s in specs])
+    return MatrixResult(matrix_records(specs, output, landed))

@@ -8,6 +8,7 @@ Both trainers report through it, so ``compare`` and ``train-queue`` print alike:
   run's time left, and the matrix's img/s and time left (runs left x epochs x the mean epoch time / runs at once);
 - a line when a run resumes (from which epoch), when it finishes, and when it is kept finished.
 """
+import pathlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -69,8 +70,10 @@ class Progress:
         index = self.runs.index(run) + 1 if run in self.runs else '?'
         return f'[{index}/{len(self.runs)}] {run.model} seed {run.seed}'
 
-    def kept(self, run: RunSpec) -> None:
-        self.log(f'{self._prefix(run)}: finished earlier, kept')
+    def kept(self, run: RunSpec, landed: Optional[pathlib.Path] = None) -> None:
+        """Say that ``run`` finished earlier: in this folder, or with its record landed in the folder ``landed``."""
+        where = 'kept' if landed is None else f'its record landed in {landed}; not trained again'
+        self.log(f'{self._prefix(run)}: finished earlier, {where}')
 
     def resumed(self, run: RunSpec, start_epoch: int, epochs: int) -> None:
         self.log(f'{self._prefix(run)}: resuming from its last checkpoint at epoch {start_epoch}/{epochs - 1} '
