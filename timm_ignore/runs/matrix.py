@@ -30,8 +30,8 @@ from .progress import Progress, format_time
 from .record import atomic_write_text, is_finished, read_record
 from .summary import finished_epochs
 
-__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'matrix_records',
-           'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file']
+__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder',
+           'matrix_records', 'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file']
 
 
 class MatrixError(ValueError):
