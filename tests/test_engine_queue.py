@@ -210,15 +210,18 @@ def test_runs_landed_in_a_records_folder_are_not_trained_again(reference, recipe
 
 
 def test_a_landed_run_of_fewer_epochs_does_not_count_as_finished(reference, tmp_path):
-    """A landed record of fewer epochs than the queue's (a smoke run) leaves its run to train."""
-    from timm_ignore.runs import copy_run_records, plan_matrix
+    """A landed record of fewer epochs than the queue's (a smoke run) leaves its run to train, and is not returned
+    as the run's record."""
+    from timm_ignore.runs import copy_run_records, matrix_records, plan_matrix
 
     records_dir = tmp_path / 'results'
     copy_run_records(reference, records_dir)
     planned = plan_matrix(RUNS, tmp_path / 'fresh', lambda spec: 4, records_dir)
     assert [(p.finished, p.landed) for p in planned] == [(False, False), (False, False)]
+    assert matrix_records(planned, records_dir) == [None, None]
     planned = plan_matrix(RUNS, tmp_path / 'fresh', lambda spec: 3, records_dir)  # the reference's 3 epochs
     assert [(p.finished, p.landed) for p in planned] == [(True, True), (True, True)]
+    assert [r['model'] for r in matrix_records(planned, records_dir)] == [r.model for r in RUNS]
 
 
 def test_data_is_decoded_in_timm_class_order(data_dir):

@@ -211,7 +211,7 @@ def run_queue(
         failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
         if failed:
             raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))
-        return matrix_records(runs, output, landed)
+        return matrix_records(planned, landed)
 
 
 def _run_workers(

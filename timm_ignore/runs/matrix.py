@@ -70,14 +70,11 @@ def plan_matrix(
 
 
 def matrix_records(
-        specs: Sequence[RunSpec], output: pathlib.Path, landed: Optional[pathlib.Path] = None,
+        planned: Sequence[PlannedRun], landed: Optional[pathlib.Path] = None,
 ) -> list[Optional[dict[str, Any]]]:
-    """The record of every run, in order: from its folder in ``output``, else from the records folder ``landed``;
-    None for a run not finished in either."""
-    def record(spec: RunSpec) -> Optional[dict[str, Any]]:
-        found = read_record(spec.folder(output))
-        return found if found is not None or landed is None else read_record(spec.folder(landed))
-    return [record(s) for s in specs]
+    """The record of every planned run, in order: a landed run's from the records folder ``landed``, every other
+    run's from its folder (None for a run not finished there, whatever ``landed`` holds for it)."""
+    return [read_record(p.spec.folder(landed) if p.landed else p.folder) for p in planned]
 
 
 def recipe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -228,7 +225,7 @@ def run_matrix(
     def stop(index: int) -> MatrixResult:
         left = _left_line(pending[index:], book, trainer)
         log(left)
-        return MatrixResult(matrix_records(specs, output, landed), left)
+        return MatrixResult(matrix_records(planned, landed), left)
 
     for index, p in enumerate(pending):
         keep_going = None
@@ -256,4 +253,4 @@ def run_matrix(
                 f'{trainer.epochs(p.spec)}; its last checkpoint is kept and the next piece resumes it.')
             return stop(index)
         progress.finished(p.spec, record)
-    return MatrixResult(matrix_records(specs, output, landed))
+    return MatrixResult(matrix_records(planned, landed))
