@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import timm
@@ -302,6 +303,30 @@ def test_speed_probe_estimates_an_epoch_of_the_run(recipe_file, data_dir, tmp_pa
     probe = measure_epoch_time(RUNS[1], recipe, data, steps=2, warmup_steps=1)
     assert list(tmp_path.iterdir()) == [tmp_path / RUNS[1].name]  # the probe writes nothing
     assert 0.4 < probe / epochs[0].epoch_time_s < 2.5, (probe, epochs[0].epoch_time_s)
+
+
+def test_speed_probe_ignores_one_stalled_step(recipe_file, data_dir, monkeypatch):
+    """A process paused during one timed step (another job, a SIGSTOP) must not multiply that pause by an epoch."""
+    from timm_ignore.engine import measure_epoch_time
+    from timm_ignore.engine import run as engine_run
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    data = load_image_folder(data_dir)  # 4 steps per epoch
+    train_epoch = engine_run._train_epoch
+
+    def stall_second_timed_step(*args: Any) -> Any:
+        on_step = args[-1]
+
+        def stalled(step: int, *rest: Any) -> None:
+            if step == 3:
+                time.sleep(3.0)
+            on_step(step, *rest)
+        return train_epoch(*args[:-1], stalled)
+
+    plain = measure_epoch_time(RUNS[0], recipe, data, steps=3, warmup_steps=1)
+    monkeypatch.setattr(engine_run, '_train_epoch', stall_second_timed_step)
+    stalled = measure_epoch_time(RUNS[0], recipe, data, steps=3, warmup_steps=1)
+    # a mean over the three timed steps would add 3 s / 3 per step, 4 s to the 4-step epoch
+    assert stalled - plain < 1.5, (plain, stalled)
 
 
 def test_engine_reports_progress_within_an_epoch(recipe_file, data_dir, tmp_path):

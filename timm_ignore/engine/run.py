@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import pathlib
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -132,8 +133,10 @@ def measure_epoch_time(
     """Seconds one epoch of ``spec`` takes on ``data``'s device: a few timed training steps and one validation batch.
 
     The steps are the run's own (same model, optimizer, augmentation and precision), on a throwaway copy, so the
-    estimate includes everything an epoch does except its checkpoint writes. It is a lower bound on a machine whose
-    speed varies (other work, thermal limits); callers planning a time budget should add a margin.
+    estimate includes everything an epoch does except its checkpoint writes. Each step is timed on its own and the
+    median is taken, and the validation batch is timed twice and the faster kept, so one slow step (the process paused
+    or preempted for a while) does not multiply into the estimate. It is still a lower bound on a machine whose speed
+    varies for minutes (other work, thermal limits); callers planning a time budget should add a margin.
 
     Args:
         spec: Model and seed.
@@ -143,23 +146,26 @@ def measure_epoch_time(
         warmup_steps: Untimed steps first (allocator, oneDNN/cuDNN kernel choice).
     """
     t = _Training.build(spec, recipe, data)
-    marks = {}
+    on_cuda = data.mean_image.device.type == 'cuda'
+    marks = []
 
     def on_step(step: int, *_: Any) -> None:
-        if step in (warmup_steps, warmup_steps + steps):
-            if data.mean_image.device.type == 'cuda':
+        if warmup_steps <= step <= warmup_steps + steps:
+            if on_cuda:
                 torch.cuda.synchronize()
-            marks[step] = time.perf_counter()
+            marks.append(time.perf_counter())
 
     _train_epoch(t.train_model, t.optimizer, t.scheduler, t.scaler, t.autocast, t.inputs, data.train,
                  torch.Generator().manual_seed(spec.seed), 0, warmup_steps + steps, recipe, on_step)
-    step_s = (marks[warmup_steps + steps] - marks[warmup_steps]) / steps
+    step_s = statistics.median(after - before for before, after in zip(marks, marks[1:]))
     sample = min(len(data.validation), recipe.validation_batch_size)
     head = SplitTensors(data.validation.images[:sample], data.validation.labels[:sample])
-    started = time.perf_counter()
-    evaluate(t.train_model, t.inputs.eval_batches(head), data.mean_image.device, t.autocast, nn.CrossEntropyLoss())
-    validation_s = (time.perf_counter() - started) * len(data.validation) / sample
-    return t.steps * step_s + validation_s
+    batch_s = []
+    for _ in range(2):
+        started = time.perf_counter()
+        evaluate(t.train_model, t.inputs.eval_batches(head), data.mean_image.device, t.autocast, nn.CrossEntropyLoss())
+        batch_s.append(time.perf_counter() - started)
+    return t.steps * step_s + min(batch_s) * len(data.validation) / sample
 
 
 def _random_states(data_rng: torch.Generator) -> dict[str, Any]:
