@@ -251,6 +251,11 @@ def test_bad_input_is_refused_before_any_work(data_dir, reference, recipe_file, 
     with pytest.raises(QueueError, match='holds runs of another recipe') as refused:
         _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=reference)
     assert 'epochs: 3 -> 4' in str(refused.value) and 'start anew' in str(refused.value)  # what differs, and how out
+    moved = tmp_path / 'moved' / RUNS[0].name  # a finished run's folder, without the queue.json that held it
+    moved.mkdir(parents=True)
+    (moved / 'run.json').write_bytes((reference / RUNS[0].name / 'run.json').read_bytes())
+    with pytest.raises(QueueError, match='was trained with another recipe; give another --output'):
+        _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=moved.parent)
     if not torch.cuda.is_available():
         with pytest.raises(QueueError, match='no CUDA GPU'):
             _check(data_dir=data_dir, output=tmp_path / 'q', device='cuda')

@@ -115,13 +115,17 @@ def check_matrix_folder(
                 f'differing: {"; ".join(changed) or "the recipe fingerprint"}. To resume it, give its recipe with the '
                 f'same options (e.g. the queue\'s --epochs); to start anew, give another --output.')
     for spec in specs:
-        record = read_record(spec.folder(output))
-        if record is not None and record.get('recipe_fingerprint') not in (None, fingerprint):
+        if _of_another_recipe(spec.folder(output), fingerprint):
             raise MatrixError(f'{spec.folder(output)} was trained with another recipe; give another --output.')
-        record = None if landed is None else read_record(spec.folder(landed))
-        if record is not None and record.get('recipe_fingerprint') not in (None, fingerprint):
+        if landed is not None and _of_another_recipe(spec.folder(landed), fingerprint):
             raise MatrixError(f'{spec.folder(landed)} was landed from a run of another recipe; leave out --records-dir '
                               f'to train {spec.name} again with this one.')
+
+
+def _of_another_recipe(run_dir: pathlib.Path, fingerprint: Optional[str]) -> bool:
+    """Whether ``run_dir`` holds a record whose recipe fingerprint is known and not ``fingerprint``."""
+    record = read_record(run_dir)
+    return record is not None and record.get('recipe_fingerprint') not in (None, fingerprint)
 
 
 def write_queue_file(
