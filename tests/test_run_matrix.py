@@ -1,4 +1,5 @@
 """The run matrix (``timm_ignore.runs``): the time limit, the speed book, progress lines, checks before any work."""
+import json
 import math
 import pathlib
 import types
@@ -50,6 +51,23 @@ def test_speed_book_estimates_from_the_model_then_its_family(tmp_path):
     assert reread.estimate('cifar_resnet50', 10) == pytest.approx(700.0)  # mean epoch 70 s
     assert reread.estimate('cifar_resnet50_se_ign3', 2) == pytest.approx(180.0)  # the family's slowest: 90 s
     assert reread.estimate('densenet', 2) == math.inf  # no DenseNet measured: cannot estimate
+
+
+def test_speed_book_takes_no_paused_epoch_for_a_slow_model(tmp_path):
+    book = SpeedBook(tmp_path)
+    for seconds in (240.0, 250.0, 740.0):  # the last epoch held an 8-minute pause (a landing) of its process
+        book.add_epoch('densenet', seconds, 160.0)
+    assert SpeedBook(tmp_path).estimate('densenet', 10) == pytest.approx(2500.0)  # the mean would say 4100 s
+    assert SpeedBook(tmp_path).estimate('densenet_se', 1) == pytest.approx(250.0)  # nor for its family
+
+
+def test_speed_book_continues_an_entry_that_holds_only_means(tmp_path):
+    (tmp_path / 'speed.json').write_text(json.dumps(
+        dict(densenet=dict(epochs=3, epoch_time_s=240.0, images_per_s=180.0))))  # written before the per-epoch lists
+    book = SpeedBook(tmp_path)
+    book.add_epoch('densenet', 900.0, 50.0)
+    assert book.epoch_time('densenet') == pytest.approx(240.0)  # three epochs of the mean and one paused epoch
+    assert book.speeds['densenet']['epochs'] == 4 and book.speeds['densenet']['images_per_s'] == pytest.approx(180.0)
 
 
 class _FakeTrainer:

@@ -1,10 +1,11 @@
 """``--time-limit``: parse a duration one way, and estimate a run's time from the speeds measured on this machine.
 
-The speeds live in the matrix folder's ``speed.json``: per model, the mean wall time of its epochs trained here
-(training and validation, as the epoch lines measure it) and its training img/s. A run's estimate is its epochs left
-times its model's epoch time, which is, in order of trust:
+The speeds live in the matrix folder's ``speed.json``: per model, the wall time of each epoch trained here (training
+and validation, as the epoch lines measure it) with their median, and the median training img/s. The median, not the
+mean: an epoch during which the process was paused or preempted (a landing, a test run) is not taken for a slow model.
+A run's estimate is its epochs left times its model's epoch time, which is, in order of trust:
 
-1. the mean of its epochs trained in this folder;
+1. the median of its epochs trained in this folder;
 2. a probe on this machine: a trainer that can time a few of the run's own steps (the engine's
    ``measure_epoch_time``) is asked before the run, and the result is kept as ``probe_epoch_time_s``;
 3. the slowest model of its zoo family measured here (an attention variant costs about what its twin does, but CBAM
@@ -19,6 +20,7 @@ import json
 import math
 import pathlib
 import re
+import statistics
 from typing import Optional
 
 from ..models.zoo import MODELS
@@ -66,11 +68,17 @@ class SpeedBook:
             self.speeds = {}
 
     def add_epoch(self, model: str, epoch_time_s: float, images_per_s: float) -> None:
-        """Record one epoch trained here (running means), and save."""
+        """Record one epoch trained here, update the model's medians, and save.
+
+        An entry written before the per-epoch lists were kept holds only means; they count as that many epochs of
+        the mean.
+        """
         entry = self.speeds.setdefault(model, dict(epochs=0, epoch_time_s=0.0, images_per_s=0.0))
         n = entry['epochs']
-        entry.update(epochs=n + 1, epoch_time_s=(entry['epoch_time_s'] * n + epoch_time_s) / (n + 1),
-                     images_per_s=(entry['images_per_s'] * n + images_per_s) / (n + 1))
+        times = entry.get('epoch_times_s', [entry['epoch_time_s']] * n) + [epoch_time_s]
+        rates = entry.get('epoch_images_per_s', [entry['images_per_s']] * n) + [images_per_s]
+        entry.update(epochs=n + 1, epoch_times_s=times, epoch_images_per_s=rates,
+                     epoch_time_s=statistics.median(times), images_per_s=statistics.median(rates))
         self._save()
 
     def _save(self) -> None:
