@@ -1,8 +1,10 @@
-"""README.md stays true: its model table is the registry's, and its quick start runs."""
+"""README.md stays true: its model table is the registry's, its zoo table the published cards', and its quick start
+runs."""
 import re
 
 import pytest
 
+from timm_ignore.hub.zoo_table import zoo_table, zoo_table_markers
 from timm_ignore.models.summary import TABLE_END, TABLE_START, markdown_table, model_rows
 
 from conftest import REPO_ROOT
@@ -14,6 +16,13 @@ def test_model_table_is_generated_from_the_registry():
     table = README[README.index(TABLE_START) + len(TABLE_START):README.index(TABLE_END)].strip()
     assert table == markdown_table(model_rows()), 'run: timm-ignore models --update-readme README.md'
 
+
+
+def test_zoo_table_is_generated_from_the_published_cards():
+    start, end = zoo_table_markers('cifar10')
+    table = README[README.index(start) + len(start):README.index(end)].strip()
+    assert table == zoo_table(REPO_ROOT / 'weights', 'cifar10'), \
+        'run: timm-ignore publish-zoo QUEUE --data DATA --hub-org ORG --update-readme README.md'
 
 def test_quick_start_runs():
     section = README[README.index('## Quick start'):]

@@ -6,6 +6,7 @@ import shutil
 import statistics
 
 import pytest
+from huggingface_hub import ModelCard
 
 from _weights_fixtures import MODEL as TRAIN_PY_MODEL
 from _weights_fixtures import trained_model, write_run
@@ -13,6 +14,7 @@ from _zoo_fixtures import cifar10_slice, train_short_queue
 from timm_ignore.checkpoint import load_model
 from timm_ignore.cli import main
 from timm_ignore.evaluate import evaluate_split
+from timm_ignore.hub.zoo_table import published_records, zoo_table_markers
 from timm_ignore.models._weights import read_weights_cards
 
 RUNS = [('cifar_resnet50', 0), ('cifar_resnet50', 1), ('cifar_resnet50_se', 0), ('cifar_resnet50_se', 1)]
@@ -151,6 +153,46 @@ def test_publish_zoo_publishes_the_best_validation_seed_of_every_model(queue, tm
                    for m in PAPER)
         assert {m: (weights / f'{m}.cifar10' / 'model.safetensors').stat().st_mtime_ns for m in PAPER} == before
     assert not [p for p in weights.iterdir() if p.name.startswith('.')]  # no staging folder left
+
+
+def test_publish_zoo_writes_the_readme_zoo_table_from_the_cards(queue, tmp_path, capsys):
+    """--update-readme: the tag's table is the cards' numbers, each row against its twin next to the paper's gap; a
+    README without the tag's markers is refused before anything is published."""
+    start, end = zoo_table_markers('cifar10')
+    readme, weights = tmp_path / 'README.md', tmp_path / 'weights'
+    readme.write_text('# zoo\n')
+    argv = ['publish-zoo', str(queue['queue']), '--data', str(queue['data']), '--hub-org', 'org', '--weights-dir',
+            str(weights), '--cards-dir', str(tmp_path / 'cards'), '--models', 'cifar_resnet50', 'cifar_resnet50_se',
+            '--allow-untrained', '--update-readme', str(readme)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'has no zoo table of cifar10' in err and start in err
+    assert not weights.exists() and readme.read_text() == '# zoo\n'
+
+    readme.write_text(f'# zoo\n{start}\nstale\n{end}\nafter\n')
+    assert main(argv) == 0
+    assert 'updated the zoo table of cifar10' in capsys.readouterr().out
+    text = readme.read_text()
+    assert text.startswith(f'# zoo\n{start}\n| model |') and text.endswith(f'\n{end}\nafter\n') and 'stale' not in text
+    test = {}
+    for model in PAPER:
+        card = ModelCard.load(weights / f'{model}.cifar10' / 'README.md')
+        test[model] = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_split == 'test'}
+    plain, se = test['cifar_resnet50'], test['cifar_resnet50_se']
+    gap = f'{se["top1_error"] - plain["top1_error"]:+.2f}'.replace('-', '−')
+    assert [line for line in text.splitlines() if line.startswith('| `')] == [
+        f'| `cifar_resnet50` | {plain["top1_error"]:.2f} | {plain["top1_error_flip_tta"]:.2f} | 8.27 ± 0.54 | — |',
+        f'| `cifar_resnet50_se` | {se["top1_error"]:.2f} | {se["top1_error_flip_tta"]:.2f} | 7.63 ± 0.37 | '
+        f'{gap} vs `cifar_resnet50` (paper −0.64) |']
+
+
+def test_a_weights_folder_not_written_by_publish_is_named(tmp_path):
+    folder = tmp_path / 'cifar_resnet50.cifar10'
+    folder.mkdir()
+    (folder / 'README.md').write_text('---\nlicense: mit\n---\n# written by hand\n')
+    (folder / 'args.yaml').write_text('seed: 0\n')
+    with pytest.raises(ValueError, match=r'cifar_resnet50\.cifar10: not a folder written by publish'):
+        published_records(tmp_path, 'cifar10')
 
 
 def _queue_copy(queue, root, runs):

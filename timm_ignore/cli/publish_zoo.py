@@ -1,5 +1,6 @@
 """``timm-ignore publish-zoo``: the best seed of every model of a finished queue, published into the repository."""
 import argparse
+import pathlib
 
 from ..evaluate import find_split
 from ..hub.registry import CARDS_DIR, WEIGHTS_DIR
@@ -27,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'into DIR/{run}/, e.g. results/zoo-cifar10, for the repository (only --models\' runs '
                              'when given): compare --runs DIR then reports them from a clone; --overwrite replaces '
                              'records that differ')
+    parser.add_argument('--update-readme', metavar='README', type=pathlib.Path,
+                        help='then rewrite, in this file, the zoo table of each tag published or kept, from every card '
+                             'in --weights-dir, between the lines <!-- zoo-table TAG:start ... --> and <!-- zoo-table '
+                             'TAG:end -->')
     add_allow_untrained_option(parser)
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0)
@@ -35,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..hub.zoo_publish import plan_zoo, publish_zoo  # loaded when the command runs: --help stays fast
+    from ..hub.zoo_table import check_zoo_table_markers, update_zoo_table  # import time, as above
 
     find_split(args.data, 'test')
     device = resolve_device(args.device)
@@ -42,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, dry_run=True, models=args.models)
     plan = plan_zoo(args.queue, args.data, args.weights_dir, args.cards_dir, args.hub_org, args.models, args.overwrite,
                     device, allow_untrained=args.allow_untrained)
+    tags = list(dict.fromkeys(e.name.split('.', 1)[1] for e in plan.publish + plan.kept))
+    if args.update_readme:
+        check_zoo_table_markers(args.update_readme, tags)
     print(f'publishing {len(plan.publish)} models into {args.weights_dir}/ (registered in {args.cards_dir}/), '
           f'keeping {len(plan.kept)} published, {len(plan.waiting)} waiting', flush=True)
     publish_zoo(plan, args.data, args.cards_dir, dtype=args.dtype, overwrite=args.overwrite,
@@ -51,4 +60,8 @@ def run(args: argparse.Namespace) -> int:
         copied, unchanged = copy_run_records(args.queue, args.records_dir, overwrite=args.overwrite, models=args.models)
         print(f'records: {len(copied)} runs copied into {args.records_dir}/, {len(unchanged)} already there',
               flush=True)
+    if args.update_readme:
+        for tag in tags:
+            update_zoo_table(args.update_readme, args.weights_dir, tag)
+        print(f'updated the zoo table of {", ".join(tags)} in {args.update_readme}', flush=True)
     return 0

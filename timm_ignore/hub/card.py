@@ -18,7 +18,7 @@ from ..paper import PaperResult
 from ..version import PROJECT_URL
 from .storage import MAX_ERROR_CHANGE, StoredCopyCheck
 
-__all__ = ['CardInputs', 'TrainingRecord', 'build_card']
+__all__ = ['CardInputs', 'TrainingRecord', 'build_card', 'card_test_errors']
 
 #: Training args shown as the recipe, when the run recorded them.
 RECIPE_ARGS = (
@@ -44,6 +44,8 @@ CITATION = """@inproceedings{laakom2021learning,
 #: EvalResult field -> (Hub metric type, display name).
 _METRICS = {'top1_err': ('top1_error', 'Top-1 error (%)'), 'top5_err': ('top5_error', 'Top-5 error (%)')}
 FLIP_LABEL = 'Top-1 error, flip TTA (%)'
+#: The Hub metric type of the flip-TTA error, for :attr:`EvalResult.top1_err_flip`.
+_FLIP_METRIC = 'top1_error_flip_tta'
 #: The project in the card's words: a link once it has a public address, else a statement that it has none.
 PROJECT = (f'[timm-ignore]({PROJECT_URL})' if PROJECT_URL else
            'timm-ignore (a timm plugin; the project has no public address yet, so this card links to none)')
@@ -130,7 +132,7 @@ def _card_data(c: CardInputs) -> ModelCardData:
                              metric_value=round(getattr(c.result, key), 4))
                for key, (hub_type, name) in _METRICS.items()]
     if c.result.top1_err_flip is not None:
-        results.append(HubEvalResult(**common, dataset_split=split, metric_type='top1_error_flip_tta',
+        results.append(HubEvalResult(**common, dataset_split=split, metric_type=_FLIP_METRIC,
                                      metric_name=FLIP_LABEL, metric_value=round(c.result.top1_err_flip, 4)))
     results.append(HubEvalResult(**common, dataset_split=split, metric_type='loss', metric_name='Cross-entropy loss',
                                  metric_value=round(c.result.loss, 6)))
@@ -310,3 +312,12 @@ Data args:
 ```
 """
     return ModelCard(f'---\n{_card_data(c).to_yaml()}\n---\n{body}')
+
+
+def card_test_errors(card: ModelCard, split: str = 'test') -> dict[str, float]:
+    """The errors (%) a card states for ``split``, read back from its ``model-index`` by the names of
+    :class:`~timm_ignore.evaluate.EvalResult` (``top1_err``, ``top5_err``, ``top1_err_flip``); a card written by
+    another tool may state none of them."""
+    names = {hub_type: key for key, (hub_type, _) in _METRICS.items()} | {_FLIP_METRIC: 'top1_err_flip'}
+    return {names[r.metric_type]: float(r.metric_value) for r in card.data.eval_results or ()
+            if r.dataset_split == split and r.metric_type in names}

@@ -57,13 +57,13 @@ def markdown_table(rows: list[ModelRow]) -> str:
     return '\n'.join(lines)
 
 
-def replace_marked_section(text: str, body: str) -> str:
-    """Put ``body`` between the table markers of ``text``.
+def replace_marked_section(text: str, body: str, start: str = TABLE_START, end: str = TABLE_END) -> str:
+    """Put ``body`` between the markers ``start`` and ``end`` of ``text`` (by default the model table's).
 
     Raises:
         ValueError: The markers are missing.
     """
-    pattern = re.compile(re.escape(TABLE_START) + r'.*?' + re.escape(TABLE_END), re.S)
+    pattern = re.compile(re.escape(start) + r'.*?' + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f'the model-table markers are missing; add\n{TABLE_START}\n{TABLE_END}')
-    return pattern.sub(lambda _: f'{TABLE_START}\n{body}\n{TABLE_END}', text)
+        raise ValueError(f'the table markers are missing; add\n{start}\n{end}')
+    return pattern.sub(lambda _: f'{start}\n{body}\n{end}', text)
