@@ -20,7 +20,7 @@ LAYERS = {
     'hub': 5, 'train': 5, 'engine': 5, 'figures': 5,
     'runs': 4,
     'checkpoint': 3, 'evaluate': 3, 'paper': 3, 'dataset_tags': 3, 'provenance': 3, 'devices': 3, 'data': 3,
-    'host_memory': 3, 'staging': 3, 'settings': 3, 'version': 3,
+    'host_memory': 3, 'autocast_speed': 3, 'staging': 3, 'settings': 3, 'version': 3,
     'models': 2,
     'convert': 1,
     'layers': 0,

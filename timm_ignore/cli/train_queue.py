@@ -11,7 +11,7 @@ import sys
 import torch
 
 from ..models.zoo import DATASETS, MODELS
-from .options import UsageError, add_time_limit_option, time_limit_seconds
+from .options import UsageError, add_time_limit_option, recipe_settings, time_limit_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--parallel', type=int, default=1, help='runs trained at once on the device (processes)')
     parser.add_argument('--epochs', type=int, help="override the recipe's epochs (e.g. a short smoke run)")
     add_time_limit_option(parser)
+    recipe_settings(parser)
 
 
 def _model_names(args: argparse.Namespace) -> list[str]:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         overrides = {} if args.epochs is None else {'epochs': args.epochs}
-        recipe = EngineRecipe.from_yaml(args.config, overrides)
+        recipe = EngineRecipe.from_yaml(args.config, {**overrides, **dict(args.settings)})
         runs = [RunSpec(model, seed) for model in _model_names(args) for seed in args.seeds]
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         records = run_queue(runs, recipe, args.data_dir, args.output, device, args.parallel,

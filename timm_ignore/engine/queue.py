@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import timm
 import torch
 
+from ..autocast_speed import check_autocast_speed
 from ..runs import (
     MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, matrix_records,
     plan_matrix, read_record, run_matrix, schedule_epochs, write_queue_file)
@@ -62,6 +63,11 @@ def check_queue(
         raise QueueError(f'--parallel must be at least 1, got {parallel}.')
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise QueueError('--device cuda was asked for, but this machine has no CUDA GPU; use --device cpu.')
+    if recipe.amp:
+        try:
+            check_autocast_speed(device, getattr(torch, recipe.amp_dtype))
+        except ValueError as e:
+            raise QueueError(str(e)) from None
     _check_models(runs, recipe)
     try:
         check_image_folder(data_dir)

@@ -24,6 +24,7 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import CheckpointSaver, ModelEmaV3, NativeScaler, get_outdir, random_seed, update_summary
 from torch import nn
 
+from ..autocast_speed import check_autocast_speed
 from ..checkpoint import check_model_name, read_checkpoint
 from ..devices import resolve_device
 from ..evaluate import find_split
@@ -157,6 +158,10 @@ def _amp(config: TrainConfig, device: torch.device) -> tuple[Callable[[], Contex
     if config.amp_dtype not in ('float16', 'bfloat16'):
         raise ConfigError(f'amp_dtype must be float16 or bfloat16, got {config.amp_dtype!r}.')
     dtype = getattr(torch, config.amp_dtype)
+    try:
+        check_autocast_speed(device, dtype)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     scaler = NativeScaler(device=device.type) if dtype == torch.float16 and device.type == 'cuda' else None
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype), scaler
 
