@@ -2,11 +2,13 @@
 import pytest
 import torch
 
+from _engine_fixtures import write_cifar10_slice
 from _train_fixtures import make_cifar10_tree
 from conftest import REPO_ROOT
 from timm_ignore import autocast_speed
 from timm_ignore.autocast_speed import check_autocast_speed, matmul_speedup
 from timm_ignore.cli import main
+from timm_ignore.engine import EngineRecipe, RunSpec, check_queue
 from timm_ignore.train import ConfigError, TrainConfig, train
 
 SHORT_RECIPE = REPO_ROOT / 'train_scripts' / 'cifar10_short.yaml'
@@ -37,17 +39,22 @@ def bfloat16_refused(monkeypatch):
     monkeypatch.setattr(autocast_speed, 'MIN_AUTOCAST_SPEEDUP', 1e9)
 
 
-def test_train_queue_refuses_slow_autocast_before_any_work(bfloat16_refused, tmp_path, capsys):
+def test_train_queue_refuses_slow_autocast_before_any_work(bfloat16_refused, shared_data, tmp_path, capsys):
+    data = write_cifar10_slice(shared_data, tmp_path / 'cifar10', 16, 16, 16)
     output = tmp_path / 'queue'
-    argv = ['train-queue', '-c', str(SHORT_RECIPE), '--data-dir', str(tmp_path), '--models', 'cifar_resnet50',
-            '--output', str(output), '--device', 'cpu']
-    assert main(argv) == 2
+
+    def train_queue(data_dir):
+        return main(['train-queue', '-c', str(SHORT_RECIPE), '--data-dir', str(data_dir), '--models', 'cifar_resnet50',
+                     '--output', str(output), '--device', 'cpu'])
+    assert train_queue(data) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('timm-ignore train-queue: error: bfloat16 autocast would run') and '\n' not in err
     assert not output.exists()
-    # the way out the line names: the data folder is the next thing checked, so the autocast check was passed
-    assert main(argv + ['--set', 'amp=false']) == 2
-    assert 'autocast' not in capsys.readouterr().err and not output.exists()
+    assert train_queue(tmp_path / 'none') == 2  # a mistake in the input is named first
+    assert 'autocast' not in capsys.readouterr().err
+    # the way out the line names: the queue's checks pass in float32
+    check_queue([RunSpec('cifar_resnet50', 0)], EngineRecipe.from_yaml(SHORT_RECIPE, {'amp': False}), data, output,
+                torch.device('cpu'), 1)
 
 
 def test_train_refuses_slow_autocast_before_writing_a_run(bfloat16_refused, shared_data, tmp_path):

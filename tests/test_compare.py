@@ -1,5 +1,6 @@
 """The side-by-side comparison table, test-at-best-epoch evaluation, the Figure 1 plot and the demo dataset."""
 import csv
+import json
 import pathlib
 
 import pytest
@@ -160,8 +161,15 @@ def test_compare_rerun_keeps_finished_runs_and_continues_cut_off_ones(tmp_path, 
     assert 'finished earlier, kept' in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in runs.rglob('*.pth.tar')} == finished
     epoch0 = (runs / 'cifar_resnet50-seed1' / 'summary.csv').read_text()
+    piece1 = json.loads((runs / 'cifar_resnet50-seed1' / 'epoch_times.json').read_text())
     assert main(argv[:-1] + ['2']) == 0  # two epochs asked: each run continues from its last.pth.tar
     out = capsys.readouterr().out
     assert 'seed 0: epoch 1/1' in out and 'epoch 0/1' not in out and 'ETA' in out
     summary = (runs / 'cifar_resnet50-seed1' / 'summary.csv').read_text()
     assert summary.startswith(epoch0) and summary.count('\n') == epoch0.count('\n') + 1
+    # the record's times are both pieces': epoch 0 from the first command, epoch 1 from the second
+    times = json.loads((runs / 'cifar_resnet50-seed1' / 'epoch_times.json').read_text())
+    assert times['0'] == piece1['0'] and list(times) == ['0', '1']
+    record = json.loads((runs / 'cifar_resnet50-seed1' / 'run.json').read_text())
+    assert record['wall_time_s'] == round(times['0']['wall_s'] + times['1']['wall_s'], 1)
+    assert record['train_time_s'] == round(times['0']['train_s'] + times['1']['train_s'], 1)

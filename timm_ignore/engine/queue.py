@@ -63,11 +63,6 @@ def check_queue(
         raise QueueError(f'--parallel must be at least 1, got {parallel}.')
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise QueueError('--device cuda was asked for, but this machine has no CUDA GPU; use --device cpu.')
-    if recipe.amp:
-        try:
-            check_autocast_speed(device, getattr(torch, recipe.amp_dtype))
-        except ValueError as e:
-            raise QueueError(str(e)) from None
     _check_models(runs, recipe)
     try:
         check_image_folder(data_dir)
@@ -78,6 +73,11 @@ def check_queue(
     except ValueError as e:
         raise QueueError(str(e)) from None
     check_matrix_folder(output, runs, recipe.to_dict(), recipe.fingerprint(), landed)
+    if recipe.amp:  # last: a mistake in the input is named before what this machine cannot do
+        try:
+            check_autocast_speed(device, getattr(torch, recipe.amp_dtype))
+        except ValueError as e:
+            raise QueueError(str(e)) from None
 
 
 @dataclass

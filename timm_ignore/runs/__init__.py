@@ -3,7 +3,8 @@
 - :mod:`.layout`: every file name of a run folder and a matrix folder, the run folder name ``{model}-seed{seed}``;
 - :mod:`.record`: the record ``run.json`` (atomic), the one definition of a finished run, the record files a
   repository keeps;
-- :mod:`.summary`: ``summary.csv`` rows; :mod:`.data`: what a data folder says it is;
+- :mod:`.summary`: ``summary.csv`` rows; :mod:`.epoch_times`: each epoch's times, for a record over a run's
+  pieces; :mod:`.data`: what a data folder says it is;
 - :mod:`.readiness`: whether a run can become a model card (its recipe's epochs, above chance level);
 - :mod:`.scoring`: the one test of a run (the evaluator and data path of the engine's record, ``compare --runs``,
   ``publish`` and ``validate``); :mod:`.report`: the report over finished runs;
@@ -15,9 +16,10 @@ other nor ``hub``; ``hub`` reads runs through it. It imports no trainer.
 """
 from .budget import SpeedBook, TimeLimitError, parse_duration
 from .data import check_class_count, described_copy, read_data_description
+from .epoch_times import add_epoch_time, run_times
 from .layout import (
-    ARGS_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE, SUMMARY_FILE, RunSpec,
-    run_name)
+    ARGS_FILE, BEST_CHECKPOINT, EPOCH_TIMES_FILE, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE,
+    SUMMARY_FILE, RunSpec, run_name)
 from .matrix import (
     MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, matrix_records, plan_matrix,
     queued_runs, recipe_difference, run_matrix, write_queue_file)
@@ -34,14 +36,13 @@ from .summary import finished_epochs, read_summary, summary_metrics, summary_val
 
 __all__ = [
     'SpeedBook', 'TimeLimitError', 'parse_duration', 'check_class_count', 'described_copy', 'read_data_description',
-    'ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
-    'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',
-    'check_matrix_folder', 'hold_folder', 'matrix_records', 'plan_matrix', 'queued_runs', 'recipe_difference',
-    'run_matrix', 'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error',
-    'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records',
-    'is_finished', 'read_record', 'read_run_args', 'run_digest', 'write_record', 'ResultRow', 'RunRecord',
-    'collect_finished_runs',
-    'figure1_panels', 'format_runs', 'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run',
-    'test_run',
-    'finished_epochs', 'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
+    'add_epoch_time', 'run_times', 'ARGS_FILE', 'BEST_CHECKPOINT', 'EPOCH_TIMES_FILE', 'LAST_CHECKPOINT', 'LOCK_FILE',
+    'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE', 'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult',
+    'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'matrix_records', 'plan_matrix', 'queued_runs',
+    'recipe_difference', 'run_matrix', 'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN',
+    'chance_error', 'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save',
+    'atomic_write_text', 'copy_run_records', 'is_finished', 'read_record', 'read_run_args', 'run_digest',
+    'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'figure1_panels', 'format_runs', 'format_table',
+    'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary',
+    'summary_metrics', 'summary_val_error', 'trim_summary',
 ]

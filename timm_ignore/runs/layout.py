@@ -10,13 +10,15 @@ from typing import Union
 
 from ..checkpoint import ARGS_FILE, CHECKPOINT_FILES
 
-__all__ = ['ARGS_FILE', 'BEST_CHECKPOINT', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
-           'SUMMARY_FILE', 'RunSpec', 'run_name']
+__all__ = ['ARGS_FILE', 'BEST_CHECKPOINT', 'EPOCH_TIMES_FILE', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE',
+           'RECORD_FILE', 'SPEED_FILE', 'SUMMARY_FILE', 'RunSpec', 'run_name']
 
 #: The run's record (JSON), written last: its presence means the run finished (see :func:`~.record.is_finished`).
 RECORD_FILE = 'run.json'
 #: One row per finished epoch, timm's ``update_summary`` columns.
 SUMMARY_FILE = 'summary.csv'
+#: Each finished epoch's times, so a record covers every piece of a resumed run (timm trainer: :mod:`.epoch_times`).
+EPOCH_TIMES_FILE = 'epoch_times.json'
 #: The checkpoint of the best validation epoch (tested), and of the last epoch (resumed from).
 BEST_CHECKPOINT = CHECKPOINT_FILES['best']
 LAST_CHECKPOINT = CHECKPOINT_FILES['last']

@@ -14,7 +14,8 @@ from ..devices import resolve_device
 from ..evaluate import find_split
 from ..provenance import code_version, device_name
 from ..runs import (
-    LAST_CHECKPOINT, Progress, RunSpec, check_class_count, is_finished, score_run, write_record)
+    LAST_CHECKPOINT, EpochReport, Progress, RunSpec, add_epoch_time, check_class_count, is_finished, read_summary,
+    run_times, score_run, write_record)
 from .config import TrainConfig
 from .runner import build_model, check_inputs, train
 
@@ -43,16 +44,24 @@ class TimmTrainer:
               keep_going: Optional[Callable[[], bool]] = None) -> Optional[dict[str, Any]]:
         config = self.configs[spec]
         version = code_version()  # the code this process imported, taken before the run trains
+
+        def on_epoch(report: EpochReport) -> None:  # kept in the run folder: the record covers every piece
+            add_epoch_time(run_dir, report.epoch, report.epoch_time_s, report.images / report.images_per_s,
+                           report.images)
+            progress.epoch(report)
+
         start = time.perf_counter()
-        result = train(config, on_epoch=progress.epoch, on_step=progress.step, on_resume=progress.resumed,
+        result = train(config, on_epoch=on_epoch, on_step=progress.step, on_resume=progress.resumed,
                        keep_going=keep_going)
         if not result.finished:
             return None
-        wall = time.perf_counter() - start
+        times = run_times(run_dir, len(read_summary(run_dir)))
+        if times is None:  # pieces trained by a version that kept no epoch times: this piece's time, as before
+            times = dict(wall_time_s=round(time.perf_counter() - start, 1))
         device = resolve_device(config.device or None)
         record = dict(score_run(run_dir, self.test_split, device=device), recipe=self.recipe_name,
-                      trainer='timm_ignore.train', wall_time_s=round(wall, 1), device=device_name(device),
-                      code_version=version, data_dir=config.data_dir)
+                      trainer='timm_ignore.train', **times, device=device_name(device), code_version=version,
+                      data_dir=config.data_dir)
         write_record(run_dir, record)
         return record
 
