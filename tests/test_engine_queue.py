@@ -310,6 +310,28 @@ def test_speed_probe_estimates_an_epoch_of_the_run(recipe_file, data_dir, tmp_pa
     assert 0.4 < probe / epochs[0].epoch_time_s < 2.5, (probe, epochs[0].epoch_time_s)
 
 
+def test_a_time_limited_queue_says_it_is_probing_before_it_probes(recipe_file, data_dir, tmp_path):
+    """The probe of a first run decodes the data and trains a few steps: minutes on a slow machine, said up front."""
+    lines = []
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    run_queue(RUNS[:1], recipe, data_dir, tmp_path, torch.device('cpu'), time_limit_s=3600.0, log=lines.append)
+    said = [i for i, line in enumerate(lines) if line == (
+        f'{RUNS[0].name}: no speed measured here for {RUNS[0].model}: timing a few training steps, after decoding '
+        f'the images of {data_dir}.')]
+    probed = [i for i, line in enumerate(lines) if 'speed probe on this machine' in line]
+    assert len(said) == 1 and len(probed) == 1 and said[0] < probed[0], lines
+
+
+def test_speed_probe_fits_in_a_short_epoch(recipe_file, data_dir):
+    """Fewer steps in an epoch than the probe's default: it times the ones there are; one step: no estimate."""
+    from timm_ignore.engine import measure_epoch_time
+    data = load_image_folder(data_dir)  # 256 training images
+    four_steps = EngineRecipe.from_yaml(recipe_file, {'epochs': 1, 'batch_size': 64})
+    assert measure_epoch_time(RUNS[0], four_steps, data) > 0  # default: 3 warm-up and 8 timed steps
+    assert measure_epoch_time(RUNS[0], EngineRecipe.from_yaml(recipe_file, {'epochs': 1, 'batch_size': 256}),
+                              data) is None
+
+
 def test_speed_probe_ignores_one_stalled_step(recipe_file, data_dir, monkeypatch):
     """A process paused during one timed step (another job, a SIGSTOP) must not multiply that pause by an epoch."""
     from timm_ignore.engine import measure_epoch_time

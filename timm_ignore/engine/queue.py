@@ -92,6 +92,7 @@ class EngineTrainer:
     data_dir: pathlib.Path
     device: torch.device
     data: Optional[ImageData] = None
+    log: Callable[[str], None] = print
     _on_device: Optional[ImageData] = field(default=None, init=False, repr=False)
 
     def epochs(self, spec: RunSpec) -> int:
@@ -112,6 +113,8 @@ class EngineTrainer:
         return self.data
 
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
+        reading = f', after decoding the images of {self.data_dir}' if self._on_device is None else ''
+        self.log(f'{spec.name}: no speed measured here for {spec.model}: timing a few training steps{reading}.')
         return measure_epoch_time(spec, self.recipe, self.on_device())
 
     def on_device(self) -> ImageData:
@@ -200,7 +203,7 @@ def run_queue(
         raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
     with hold_folder(output):
         write_queue_file(output, runs, recipe.to_dict(), recipe.fingerprint(), recipe_name)
-        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data)
+        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data, log)
         epochs = trainer.epochs(runs[0]) if runs else recipe.epochs
         planned = plan_matrix(runs, output, trainer.epochs, landed)
         pending = [p.spec for p in planned if not p.finished]

@@ -129,7 +129,7 @@ def measure_epoch_time(
         data: ImageData,
         steps: int = 8,
         warmup_steps: int = 3,
-) -> float:
+) -> Optional[float]:
     """Seconds one epoch of ``spec`` takes on ``data``'s device: a few timed training steps and one validation batch.
 
     The steps are the run's own (same model, optimizer, augmentation and precision), on a throwaway copy, so the
@@ -144,8 +144,15 @@ def measure_epoch_time(
         data: The dataset on the training device.
         steps: Timed training steps.
         warmup_steps: Untimed steps first (allocator, oneDNN/cuDNN kernel choice).
+
+    An epoch shorter than ``warmup_steps + steps`` gives fewer of both (at least one of each); one of a single step
+    has no step to time after a warm-up, and gives None (no estimate).
     """
     t = _Training.build(spec, recipe, data)
+    if t.steps < 2:
+        return None
+    steps = min(steps, t.steps - 1)
+    warmup_steps = max(1, min(warmup_steps, t.steps - steps))
     on_cuda = data.mean_image.device.type == 'cuda'
     marks = []
 
