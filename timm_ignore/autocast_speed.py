@@ -6,7 +6,7 @@ bfloat16 products through slow fallbacks: on a 2-core AMD EPYC with AVX2 a bfloa
 steps before saying anything. The trainers ask :func:`check_autocast_speed` first, so such a machine gets one line
 naming the slowdown and the way out (float32) instead of a run a hundred times slower than it needs to be.
 
-Only the CPU is measured: CUDA GPUs either have the dtype in hardware or refuse it in ``torch.autocast`` itself.
+Only the CPU is measured; on CUDA the dtype is left to ``torch.autocast``'s own checks.
 """
 import statistics
 import time
