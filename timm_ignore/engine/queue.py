@@ -113,7 +113,7 @@ class EngineTrainer:
         return self.data
 
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
-        reading = f', after decoding the images of {self.data_dir}' if self._on_device is None else ''
+        reading = f', after decoding the images of {self.data_dir}' if self.data is None else ''
         self.log(f'{spec.name}: no speed measured here for {spec.model}: timing a few training steps{reading}.')
         return measure_epoch_time(spec, self.recipe, self.on_device())
 
