@@ -140,3 +140,7 @@ def test_card_recipe_table_shows_the_engine_keys_and_only_what_the_schedule_read
     assert '| `shift_mode` | `pad_crop` |' in table and '| `zero_init_last` | `True` |' in table
     assert 'decay_milestones' not in table and 'decay_epochs' not in table and '| `decay_rate` | `1.0` |' in table
     assert '| `decay_milestones` | `[62]` |' in _args_table(dict(args, sched='multistep'), RECIPE_ARGS)
+    bf16 = _args_table(dict(args, amp=True, amp_dtype='bfloat16'), RECIPE_ARGS)
+    assert '| `amp` | `True` |' in bf16 and '| `amp_dtype` | `bfloat16` |' in bf16
+    fp32 = _args_table(dict(args, amp=False, amp_dtype='bfloat16'), RECIPE_ARGS)  # a float32 run of a bf16 recipe
+    assert '| `amp` | `False` |' in fp32 and 'amp_dtype' not in fp32

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,11 +252,20 @@ def test_bad_input_is_refused_before_any_work(data_dir, reference, recipe_file, 
     with pytest.raises(QueueError, match='holds runs of another recipe') as refused:
         _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=reference)
     assert 'epochs: 3 -> 4' in str(refused.value) and 'start anew' in str(refused.value)  # what differs, and how out
+    _check(recipe=EngineRecipe.from_yaml(recipe_file, {'channels_last': False, 'amp_dtype': 'float16'}),
+           data_dir=data_dir, output=reference)  # how the arithmetic is done is not the recipe: accepted
     moved = tmp_path / 'moved' / RUNS[0].name  # a finished run's folder, without the queue.json that held it
     moved.mkdir(parents=True)
     (moved / 'run.json').write_bytes((reference / RUNS[0].name / 'run.json').read_bytes())
     with pytest.raises(QueueError, match='was trained with another recipe; give another --output'):
         _check(recipe=EngineRecipe.from_yaml(recipe_file, {'epochs': 4}), data_dir=data_dir, output=moved.parent)
+    cut_off = tmp_path / 'cut' / RUNS[0].name  # trained in float32 up to its last checkpoint, then cut off
+    shutil.copytree(reference / RUNS[0].name, cut_off)
+    (cut_off / 'run.json').unlink()
+    with pytest.raises(QueueError, match='started in float32 and would resume in bfloat16') as refused:
+        _check(recipe=EngineRecipe.from_yaml(recipe_file, {'amp': True}), data_dir=data_dir, output=cut_off.parent)
+    assert 'Resume it with --set amp=false' in str(refused.value)
+    _check(recipe=EngineRecipe.from_yaml(recipe_file), data_dir=data_dir, output=cut_off.parent)  # same precision
     if not torch.cuda.is_available():
         with pytest.raises(QueueError, match='no CUDA GPU'):
             _check(data_dir=data_dir, output=tmp_path / 'q', device='cuda')

@@ -1,4 +1,5 @@
 """The authors' recipe as the engine runs it: schedule, weight decay per tensor, recipe validation."""
+import json
 import pathlib
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 from timm_ignore.engine import EngineRecipe, RecipeError, authors_param_groups
+from timm_ignore.engine.recipe import ENGINE_KEYS, EXECUTION_KEYS
 from timm_ignore.engine.weight_decay import ATTENTION_DECAY, DENSENET_DECAY, RESNET_DECAY
 from timm_ignore.models.zoo import DATASETS
 
@@ -114,6 +116,30 @@ def test_recipe_file_errors(tmp_path):
 def test_fingerprint_tells_recipes_apart():
     assert EngineRecipe().fingerprint() == EngineRecipe().fingerprint()
     assert EngineRecipe().fingerprint() != EngineRecipe(epochs=199).fingerprint()
+    assert EngineRecipe().fingerprint() != EngineRecipe(model_kwargs={'bn_momentum': 0.1}).fingerprint()
+
+
+@pytest.mark.parametrize('key, value', [
+    ('amp', True), ('amp_dtype', 'float16'), ('channels_last', False), ('torchcompile', 'inductor'),
+    ('compile_mode', 'max-autotune')])
+def test_fingerprint_leaves_out_how_the_arithmetic_is_done(key, value):
+    """Precision, memory layout and compilation are recorded per run, not part of the recipe: a float32 run on a CPU
+    without bfloat16 hardware belongs to the queue of a recipe that says bfloat16 autocast."""
+    assert key in EXECUTION_KEYS and getattr(EngineRecipe(), key) != value
+    changed = EngineRecipe(**{key: value})
+    assert changed.fingerprint() == EngineRecipe().fingerprint()
+    assert key not in changed.training_settings() and set(changed.training_settings()) == set(ENGINE_KEYS) - set(
+        EXECUTION_KEYS)
+
+
+def test_landed_zoo_records_are_of_the_frozen_short_recipe():
+    """Every landed zoo run (bfloat16 or float32) carries the fingerprint of cifar10_short.yaml as it is now, so a
+    campaign resumed from a fresh clone counts them as finished instead of refusing its records folder."""
+    records = sorted((RECIPES.parent / 'results' / 'zoo-cifar10').glob('*/run.json'))
+    assert records, 'no landed zoo record found'
+    expected = EngineRecipe.from_yaml(SHORT_RECIPE).fingerprint()
+    assert {r.parent.name: json.loads(r.read_text())['recipe_fingerprint'] for r in records} == {
+        r.parent.name: expected for r in records}
 
 
 def test_per_update_warmup_then_linear_to_zero():

@@ -52,9 +52,11 @@ def test_report_has_every_run_and_the_table_per_paper_row(queue, capsys):
         assert float(row['test_top1_err']) == record['test_top1_err']
         assert float(row['val_top1_err']) == record['val_top1_err'] and int(row['best_epoch']) == record['best_epoch']
         assert float(row['wall_time_s']) == record['wall_time_s'] and row['device'] == record['device']
+        assert row['precision'] == 'float32'  # the short authors' recipe with amp off, from the run's args.yaml
     model, _ = load_model(queue['queue'] / f'{TRAIN_PY_MODEL}-seed42')  # tested here, on --data-dir's test split
     assert float(runs[4]['test_top1_err']) == pytest.approx(evaluate_split(model, queue['data'] / 'test').top1_err)
     assert float(runs[4]['val_top1_err']) == pytest.approx(38.0) and runs[4]['wall_time_s'] == ''  # summary.csv
+    assert runs[4]['precision'] == ''  # its args.yaml names no amp
 
     results = {r['model']: r for r in _csv(out / 'results.csv')}
     for model, (paper, paper_std) in PAPER.items():
@@ -181,9 +183,10 @@ def test_publish_zoo_writes_the_readme_zoo_table_from_the_cards(queue, tmp_path,
     plain, se = test['cifar_resnet50'], test['cifar_resnet50_se']
     gap = f'{se["top1_error"] - plain["top1_error"]:+.2f}'.replace('-', '−')
     assert [line for line in text.splitlines() if line.startswith('| `')] == [
-        f'| `cifar_resnet50` | {plain["top1_error"]:.2f} | {plain["top1_error_flip_tta"]:.2f} | 8.27 ± 0.54 | — |',
+        f'| `cifar_resnet50` | {plain["top1_error"]:.2f} | {plain["top1_error_flip_tta"]:.2f} | 8.27 ± 0.54 | — | '
+        'float32 |',
         f'| `cifar_resnet50_se` | {se["top1_error"]:.2f} | {se["top1_error_flip_tta"]:.2f} | 7.63 ± 0.37 | '
-        f'{gap} vs `cifar_resnet50` (paper −0.64) |']
+        f'{gap} vs `cifar_resnet50` (paper −0.64) | float32 |']
 
 
 def test_a_weights_folder_not_written_by_publish_is_named(tmp_path):

@@ -21,8 +21,9 @@ import torch
 
 from ..autocast_speed import check_autocast_speed
 from ..runs import (
-    MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder, matrix_records,
-    plan_matrix, read_record, run_matrix, schedule_epochs, write_queue_file)
+    LAST_CHECKPOINT, MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder,
+    matrix_records, plan_matrix, read_record, read_run_args, run_matrix, run_precision, schedule_epochs,
+    write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
 from .run import measure_epoch_time, train_run
@@ -41,6 +42,21 @@ def _check_models(runs: Sequence[RunSpec], recipe: EngineRecipe) -> None:
     unknown = sorted({r.model for r in runs if not timm.is_model(r.model)})
     if unknown:
         raise QueueError(f'unknown model {", ".join(unknown)}; `timm-ignore models` lists the registered ones.')
+
+
+def _check_resumed_precision(runs: Sequence[RunSpec], recipe: EngineRecipe, output: pathlib.Path) -> None:
+    """Refuse to resume a run in another precision than the one it started in (its ``args.yaml``): the precision is
+    not part of the recipe's fingerprint, but one run is trained in one, so that its record and card can name it."""
+    for spec in runs:
+        folder = spec.folder(output)
+        if read_record(folder) is not None or not (folder / LAST_CHECKPOINT).is_file():
+            continue
+        started = run_precision(read_run_args(folder))
+        if started not in (None, recipe.precision):
+            way = 'amp=false' if started == 'float32' else f'amp=true amp_dtype={started}'
+            raise QueueError(
+                f'{folder} started in {started} and would resume in {recipe.precision}: a run is trained in one '
+                f'precision. Resume it with --set {way}, or delete its folder to train it anew in {recipe.precision}.')
 
 
 def check_queue(
@@ -72,7 +88,8 @@ def check_queue(
         check_class_count(data_dir, recipe.num_classes)
     except ValueError as e:
         raise QueueError(str(e)) from None
-    check_matrix_folder(output, runs, recipe.to_dict(), recipe.fingerprint(), landed)
+    check_matrix_folder(output, runs, recipe.training_settings(), recipe.fingerprint(), landed)
+    _check_resumed_precision(runs, recipe, output)
     if recipe.amp:  # last: a mistake in the input is named before what this machine cannot do
         try:
             check_autocast_speed(device, getattr(torch, recipe.amp_dtype))
@@ -202,7 +219,7 @@ def run_queue(
     if time_limit_s is not None and parallel > 1:
         raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
     with hold_folder(output):
-        write_queue_file(output, runs, recipe.to_dict(), recipe.fingerprint(), recipe_name)
+        write_queue_file(output, runs, recipe.training_settings(), recipe.fingerprint(), recipe_name)
         trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data, log)
         epochs = trainer.epochs(runs[0]) if runs else recipe.epochs
         planned = plan_matrix(runs, output, trainer.epochs, landed)

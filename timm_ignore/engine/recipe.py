@@ -20,7 +20,8 @@ import yaml
 from ..settings import setting_type_error
 from .augment import SHIFT_MODES
 
-__all__ = ['EngineRecipe', 'RecipeError', 'ENGINE_KEYS', 'INPUT_NORMS', 'SCHEDULES', 'WEIGHT_DECAY_POLICIES']
+__all__ = ['EngineRecipe', 'RecipeError', 'ENGINE_KEYS', 'EXECUTION_KEYS', 'INPUT_NORMS', 'SCHEDULES',
+           'WEIGHT_DECAY_POLICIES']
 
 #: ``pixel_mean``: x / 255 minus the per-pixel mean image of the training split (the authors' code);
 #: ``channel``: (x / 255 - mean) / std per channel with the recipe's ``mean`` and ``std`` (timm's convention).
@@ -158,9 +159,18 @@ class EngineRecipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def precision(self) -> str:
+        """The dtype the autocast regions compute in: ``amp_dtype`` under autocast, else ``float32``."""
+        return self.amp_dtype if self.amp else 'float32'
+
+    def training_settings(self) -> dict[str, Any]:
+        """Every setting but the :data:`EXECUTION_KEYS`: what a run learns from and how."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_KEYS}
+
     def fingerprint(self) -> str:
-        """A short hash of every setting: runs of one queue folder must share it."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short hash of the :meth:`training_settings`: runs of one queue folder must share it."""
+        text = json.dumps(self.training_settings(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_namespace(self) -> argparse.Namespace:
@@ -168,6 +178,11 @@ class EngineRecipe:
         return argparse.Namespace(**self.to_dict())
 
 
+#: The settings that say how the arithmetic is carried out, not what is computed: the autocast precision, the memory
+#: layout and compilation. Each run records them (its record's ``amp``, ``channels_last``, ``torchcompile``) and every
+#: card states them, but they are not part of a recipe's fingerprint, so one campaign may train in bfloat16 autocast
+#: on a CPU with bfloat16 hardware and in float32 on one without (docs/training.md, "Float32 instead of bfloat16").
+EXECUTION_KEYS: tuple[str, ...] = ('amp', 'amp_dtype', 'channels_last', 'torchcompile', 'compile_mode')
 #: Every key an engine recipe may hold.
 ENGINE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EngineRecipe))
 _DEFAULTS = EngineRecipe().to_dict()

@@ -152,6 +152,8 @@ def _card_data(c: CardInputs) -> ModelCardData:
 
 def _args_table(args: dict[str, Any], keys: tuple[str, ...]) -> str:
     def read(key: str) -> bool:
+        if key == 'amp_dtype':  # a float32 run (amp off) computed in no other dtype, whatever this one says
+            return bool(args.get('amp'))
         return key not in _SCHED_ONLY_ARGS or args.get('sched') in _SCHED_ONLY_ARGS[key]
 
     rows = [f'| `{k}` | `{args[k]}` |' for k in keys if args.get(k) is not None and read(k)]

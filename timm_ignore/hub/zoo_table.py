@@ -4,8 +4,9 @@ One row per published folder ``{model}.{tag}`` of one tag, in the zoo's order: t
 test errors (the stored weights' numbers, which ``timm-ignore validate`` reproduces), the paper's number for the row,
 and the row's difference to its twin (an ignore variant's explicit twin, explicit attention's plain network) among the
 published rows, next to the same difference in the paper (computed by the report's
-:func:`~timm_ignore.runs.summarize`). ``publish-zoo --update-readme README.md`` rewrites it between its tag's markers,
-so the README cannot drift from the cards; a test holds the repository's README to it.
+:func:`~timm_ignore.runs.summarize`), and the precision the run trained in (its ``args.yaml``: a row may be trained
+in float32 on a CPU without bfloat16 hardware). ``publish-zoo --update-readme README.md`` rewrites it between its
+tag's markers, so the README cannot drift from the cards; a test holds the repository's README to it.
 """
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -15,7 +16,7 @@ from huggingface_hub import ModelCard
 from ..models.summary import replace_marked_section
 from ..models.zoo import DATASETS, MODELS
 from ..paper import PAPER_EPOCHS, PaperTables, read_paper_tables
-from ..runs import ResultRow, RunRecord, read_run_args, schedule_epochs, summarize
+from ..runs import ResultRow, RunRecord, read_run_args, run_precision, schedule_epochs, summarize
 from .card import card_test_errors
 from .registry import CARD_FILE
 
@@ -30,7 +31,7 @@ def zoo_table_markers(tag: str) -> tuple[str, str]:
 
 def published_records(weights_dir: Union[str, Path], tag: str) -> list[RunRecord]:
     """Every folder ``weights_dir/{model}.{tag}`` with a card, as the report's record of its run, in the zoo's order:
-    the card's test errors, and the seed and epochs of the ``args.yaml`` published beside it.
+    the card's test errors, and the seed, epochs and precision of the ``args.yaml`` published beside it.
 
     Raises:
         ValueError: A folder whose card states no test top-1 or top-5 error, or without the run's seed in its
@@ -48,7 +49,7 @@ def published_records(weights_dir: Union[str, Path], tag: str) -> list[RunRecord
                              f'into the card\'s model-index and the run\'s args.yaml, with its seed, beside it).')
         records.append(RunRecord(
             folder.name, int(args['seed']), folder, None, errors['top1_err'], errors['top5_err'],
-            epochs=schedule_epochs(args), top1_err_flip=errors.get('top1_err_flip')))
+            epochs=schedule_epochs(args), top1_err_flip=errors.get('top1_err_flip'), precision=run_precision(args)))
     return records
 
 
@@ -76,14 +77,15 @@ def zoo_table(weights_dir: Union[str, Path], tag: str, paper_tables: Optional[Pa
     paper_dataset = DATASETS[tag].paper_dataset
     records = {r.model: r for r in published_records(weights_dir, tag)}
     rows = summarize(list(records.values()), paper_dataset, paper_tables or read_paper_tables())
-    lines = [f'| model | test err % | flip TTA % | paper ({PAPER_EPOCHS[paper_dataset]} epochs) | − twin (paper) |',
-             '|---|---:|---:|---:|---|']
+    lines = [f'| model | test err % | flip TTA % | paper ({PAPER_EPOCHS[paper_dataset]} epochs) | − twin (paper) | '
+             'precision |', '|---|---:|---:|---:|---|---|']
     for row in rows:
         flip = records[row.model].top1_err_flip
         paper = '—' if row.paper_top1 is None else (
             f'{row.paper_top1:.2f}' + ('' if row.paper_top1_std is None else f' ± {row.paper_top1_std:.2f}'))
         lines.append(f'| `{row.model.split(".", 1)[0]}` | {row.top1_err:.2f} | '
-                     f'{"—" if flip is None else f"{flip:.2f}"} | {paper} | {_twin_cell(row)} |')
+                     f'{"—" if flip is None else f"{flip:.2f}"} | {paper} | {_twin_cell(row)} | '
+                     f'{records[row.model].precision or "—"} |')
     return '\n'.join(lines)
 
 

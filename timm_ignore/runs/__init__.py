@@ -27,7 +27,7 @@ from .progress import EpochReport, Progress, format_time
 from .readiness import CHANCE_MARGIN, chance_error, schedule_epochs, untrained_problems
 from .record import (
     ENGINE_TRAINER, RECORD_FILES, atomic_save, atomic_write_text, copy_run_records, is_finished, read_record,
-    read_run_args, run_digest, write_record)
+    read_run_args, run_digest, run_precision, write_record)
 from .report import (
     ResultRow, RunRecord, collect_finished_runs, figure1_panels, format_runs, format_table, run_record_of, summarize,
     write_results)
@@ -42,7 +42,7 @@ __all__ = [
     'recipe_difference', 'run_matrix', 'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN',
     'chance_error', 'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save',
     'atomic_write_text', 'copy_run_records', 'is_finished', 'read_record', 'read_run_args', 'run_digest',
-    'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'figure1_panels', 'format_runs', 'format_table',
-    'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary',
-    'summary_metrics', 'summary_val_error', 'trim_summary',
+    'run_precision', 'write_record', 'ResultRow', 'RunRecord', 'collect_finished_runs', 'figure1_panels',
+    'format_runs', 'format_table', 'run_record_of', 'summarize', 'write_results', 'score_run', 'test_run',
+    'finished_epochs', 'read_summary', 'summary_metrics', 'summary_val_error', 'trim_summary',
 ]

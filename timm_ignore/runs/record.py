@@ -5,7 +5,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any, Collection, Optional
+from typing import Any, Collection, Mapping, Optional
 
 import torch
 import yaml
@@ -14,7 +14,7 @@ from .layout import ARGS_FILE, BEST_CHECKPOINT, RECORD_FILE, SUMMARY_FILE
 from .summary import finished_epochs
 
 __all__ = ['ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records', 'is_finished',
-           'read_record', 'read_run_args', 'run_digest', 'write_record']
+           'read_record', 'read_run_args', 'run_digest', 'run_precision', 'write_record']
 
 #: ``args.yaml``'s ``trainer`` of an engine run: such a run is finished only once it has written its record.
 ENGINE_TRAINER = 'timm_ignore.engine'
@@ -68,6 +68,14 @@ def read_run_args(run_dir: pathlib.Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError):
         return {}
     return args if isinstance(args, dict) else {}
+
+
+def run_precision(args: Mapping[str, Any]) -> Optional[str]:
+    """The dtype a run's autocast regions computed in, from its train.py ``args``: ``amp_dtype`` under ``amp``
+    (train.py's default float16 when unnamed), else ``float32``; None when the args do not say (no ``amp`` key)."""
+    if 'amp' not in args:
+        return None
+    return str(args.get('amp_dtype') or 'float16') if args['amp'] else 'float32'
 
 
 def is_finished(run_dir: pathlib.Path, epochs: Optional[int] = None) -> bool:

@@ -21,7 +21,7 @@ import torch
 from ..models.zoo import MODELS
 from ..paper import PAPER_EPOCHS, PaperTables
 from .layout import ARGS_FILE, LAST_CHECKPOINT
-from .record import is_finished, read_record
+from .record import is_finished, read_record, read_run_args, run_precision
 from .scoring import score_run
 
 __all__ = ['RunRecord', 'ResultRow', 'collect_finished_runs', 'summarize', 'format_runs', 'format_table',
@@ -31,7 +31,8 @@ __all__ = ['RunRecord', 'ResultRow', 'collect_finished_runs', 'summarize', 'form
 @dataclass(frozen=True)
 class RunRecord:
     """One finished run: where it is, its test errors (%) at the best validation epoch, that epoch's validation
-    error, its epochs, and (when the run recorded them) its flip-TTA test error, training wall time and device."""
+    error, its epochs, and (when the run recorded them) its flip-TTA test error, training wall time, device and
+    precision (:func:`~.record.run_precision` of its ``args.yaml``)."""
     model: str
     seed: int
     run_dir: pathlib.Path
@@ -43,6 +44,7 @@ class RunRecord:
     device: Optional[str] = None
     epochs: Optional[int] = None
     top1_err_flip: Optional[float] = None
+    precision: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,12 @@ class ResultRow:
 
 
 def run_record_of(record: dict, run_dir: pathlib.Path) -> RunRecord:
-    """The report's row of a run record (``run.json``)."""
+    """The report's row of a run record (``run.json``) in ``run_dir``, with the precision of its ``args.yaml``."""
     return RunRecord(
         record['model'], int(record['seed']), run_dir, record.get('best_epoch'), record['test_top1_err'],
         record['test_top5_err'], val_top1_err=record.get('val_top1_err'), wall_time_s=record.get('wall_time_s'),
-        device=record.get('device'), epochs=record.get('epochs'), top1_err_flip=record.get('test_top1_err_flip'))
+        device=record.get('device'), epochs=record.get('epochs'), top1_err_flip=record.get('test_top1_err_flip'),
+        precision=run_precision(read_run_args(run_dir)))
 
 
 def _scored(run_dir: pathlib.Path, test_split: str, data_dir, device) -> RunRecord:
@@ -236,20 +239,22 @@ def format_table(rows: Sequence[ResultRow], title: str) -> str:
 
 def format_runs(records: Sequence[RunRecord]) -> str:
     """Every run as a Markdown table: epochs, best epoch, validation and test error (single view, and with
-    horizontal-flip TTA when recorded), wall time and device."""
+    horizontal-flip TTA when recorded), wall time, device and precision."""
     lines = ['| model | seed | epochs | best epoch | val top-1 err (%) | test top-1 err (%) | test top-1 err, flip TTA '
-             '(%) | test top-5 err (%) | wall time (h) | device |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+             '(%) | test top-5 err (%) | wall time (h) | device | precision |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|']
     for r in records:
         hours = None if r.wall_time_s is None else r.wall_time_s / 3600
         lines.append(f'| {r.model} | {r.seed} | {_shown(r.epochs, "{}")} | {_shown(r.best_epoch, "{}")} | '
                      f'{_shown(r.val_top1_err)} | {r.top1_err:.2f} | {_shown(r.top1_err_flip)} | {r.top5_err:.2f} | '
-                     f'{_shown(hours)} | {r.device or "—"} |')
+                     f'{_shown(hours)} | {r.device or "—"} | {r.precision or "—"} |')
     return '\n'.join(lines) + '\n'
 
 
 _RUN_COLUMNS = {'model': 'model', 'seed': 'seed', 'run_dir': 'run_dir', 'epochs': 'epochs', 'best_epoch': 'best_epoch',
                 'top1_err': 'test_top1_err', 'top5_err': 'test_top5_err', 'top1_err_flip': 'test_top1_err_flip',
-                'val_top1_err': 'val_top1_err', 'wall_time_s': 'wall_time_s', 'device': 'device'}
+                'val_top1_err': 'val_top1_err', 'wall_time_s': 'wall_time_s', 'device': 'device',
+                'precision': 'precision'}
 
 
 def write_results(records: Sequence[RunRecord], rows: Sequence[ResultRow], table: str, output: pathlib.Path) -> None:
