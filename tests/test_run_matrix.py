@@ -10,10 +10,12 @@ from timm.utils import update_summary
 import timm_ignore.runs.matrix as matrix_module
 from timm_ignore.cli import main
 from timm_ignore.runs import (
-    EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, finished_epochs, parse_duration, read_record,
-    recipe_difference, run_matrix, write_record)
+    UNKNOWN_MACHINE, EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, finished_epochs, parse_duration,
+    read_record, recipe_difference, run_matrix, write_record)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+#: The fake trainers' machine and precision: their section of speed.json.
+MACHINE = 'a test machine, float32'
 
 
 @pytest.mark.parametrize('text, seconds', [
@@ -62,16 +64,40 @@ def test_speed_book_takes_no_paused_epoch_for_a_slow_model(tmp_path):
 
 
 def test_speed_book_continues_an_entry_that_holds_only_means(tmp_path):
-    (tmp_path / 'speed.json').write_text(json.dumps(
-        dict(densenet=dict(epochs=3, epoch_time_s=240.0, images_per_s=180.0))))  # written before the per-epoch lists
-    book = SpeedBook(tmp_path)
+    (tmp_path / 'speed.json').write_text(json.dumps({MACHINE: dict(
+        densenet=dict(epochs=3, epoch_time_s=240.0, images_per_s=180.0))}))  # written before the per-epoch lists
+    book = SpeedBook(tmp_path, MACHINE)
     book.add_epoch('densenet', 900.0, 50.0)
     assert book.epoch_time('densenet') == pytest.approx(240.0)  # three epochs of the mean and one paused epoch
     assert book.speeds['densenet']['epochs'] == 4 and book.speeds['densenet']['images_per_s'] == pytest.approx(180.0)
 
 
+def test_speed_book_keeps_each_machine_and_precision_apart(tmp_path):
+    """A campaign whose sessions draw different machines keeps one folder: each estimates from its own epochs."""
+    zen5, zen3 = 'AMD EPYC (2 cores), family 26 model 2, bfloat16', 'AMD EPYC (2 cores), family 25 model 1, float32'
+    SpeedBook(tmp_path, zen5).add_epoch('densenet', 250.0, 180.0)
+    assert SpeedBook(tmp_path, zen3).estimate('densenet', 1) == math.inf  # not the other machine's 250 s
+    assert SpeedBook(tmp_path, zen3).estimate('densenet_se', 1) == math.inf  # nor its family guess
+    SpeedBook(tmp_path, zen3).add_epoch('densenet', 1000.0, 45.0)
+    assert SpeedBook(tmp_path, zen5).estimate('densenet', 2) == pytest.approx(500.0)
+    assert SpeedBook(tmp_path, zen3).estimate('densenet', 2) == pytest.approx(2000.0)
+    assert set(json.loads((tmp_path / 'speed.json').read_text())) == {zen5, zen3}
+
+
+def test_speed_book_keeps_a_flat_file_from_before_the_sections_apart(tmp_path):
+    flat = dict(densenet=dict(epochs=2, epoch_time_s=240.0, images_per_s=180.0, epoch_times_s=[240.0, 240.0],
+                              epoch_images_per_s=[180.0, 180.0]))
+    (tmp_path / 'speed.json').write_text(json.dumps(flat))  # its machine was not recorded
+    book = SpeedBook(tmp_path, MACHINE)
+    assert book.estimate('densenet', 1) == math.inf
+    book.add_epoch('densenet', 900.0, 50.0)
+    assert json.loads((tmp_path / 'speed.json').read_text())[UNKNOWN_MACHINE] == flat  # kept as it was
+    assert SpeedBook(tmp_path, MACHINE).estimate('densenet', 1) == pytest.approx(900.0)
+
+
 class _FakeTrainer:
     """Trains nothing: reports ``epochs`` epochs of ``epoch_time_s`` each and writes a record."""
+    speed_key = MACHINE
 
     def __init__(self, epochs: int, epoch_time_s: float):
         self.epochs_, self.epoch_time_s, self.trained = epochs, epoch_time_s, []
@@ -135,7 +161,7 @@ def test_time_limit_probes_a_model_never_trained_here(tmp_path):
     assert trainer.trained == specs[:1] and trainer.probed == ['cifar_resnet50', 'cifar_resnet50_cbam']
     assert 'cifar_resnet50_cbam-seed0: speed probe on this machine: about 3m20s per epoch.' in lines
     assert result.left.startswith('time limit: stopping; 2 runs left (cifar_resnet50_cbam-seed0')
-    book = SpeedBook(tmp_path)
+    book = SpeedBook(tmp_path, MACHINE)
     assert book.epoch_time('cifar_resnet50') == 100.0 and book.speeds['cifar_resnet50']['epochs'] == 3
     assert book.epoch_time('cifar_resnet50_cbam') == 200.0  # kept for the next piece: not probed again
     trainer = _ProbingTrainer(3, 100.0, {'cifar_resnet50_se': 110.0})
@@ -168,7 +194,7 @@ class _SplittableTrainer(_FakeTrainer):
 def test_split_runs_train_the_epochs_that_fit_and_resume_in_the_next_piece(tmp_path, monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(matrix_module, 'time', types.SimpleNamespace(monotonic=lambda: clock[0]))
-    SpeedBook(tmp_path).add_epoch('densenet', 100.0, 400.0)  # an epoch of DenseNet takes 100 s here
+    SpeedBook(tmp_path, MACHINE).add_epoch('densenet', 100.0, 400.0)  # an epoch of DenseNet takes 100 s here
     specs, lines = [RunSpec('densenet', 0), RunSpec('densenet_se', 0)], []
     trainer = _SplittableTrainer(5, 100.0, clock)
     # without --split-runs a 500 s run does not start in a 250 s piece

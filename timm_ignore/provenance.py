@@ -11,7 +11,7 @@ import torch
 
 from .version import __version__
 
-__all__ = ['code_version', 'device_name', 'machine_info']
+__all__ = ['code_version', 'device_name', 'machine_info', 'machine_key']
 
 
 @functools.cache
@@ -40,6 +40,29 @@ def _cpu_model() -> str:
             return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), '')
     except OSError:
         return platform.processor() or platform.machine()
+
+
+def _cpu_generation() -> str:
+    """``family F model M`` of /proc/cpuinfo's first CPU (empty where there is none)."""
+    ids = {}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() in ('cpu family', 'model') and key.strip() not in ids:
+                    ids[key.strip()] = value.strip()
+                if not line.strip() and ids:
+                    break
+    except OSError:
+        return ''
+    return f'family {ids["cpu family"]} model {ids["model"]}' if len(ids) == 2 else ''
+
+
+def machine_key(device: Optional[torch.device] = None) -> str:
+    """What tells two machines' speeds apart: :func:`device_name`, and for a CPU its family and model numbers too
+    (one model name, such as "AMD EPYC", covers generations that differ in their vector units several-fold)."""
+    generation = '' if device is not None and torch.device(device).type == 'cuda' else _cpu_generation()
+    return device_name(device) + (f', {generation}' if generation else '')
 
 
 def device_name(device: Optional[torch.device] = None) -> str:

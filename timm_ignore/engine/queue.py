@@ -20,6 +20,7 @@ import timm
 import torch
 
 from ..autocast_speed import check_autocast_speed
+from ..provenance import machine_key
 from ..runs import (
     LAST_CHECKPOINT, MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder,
     matrix_records, plan_matrix, read_record, read_run_args, run_matrix, run_precision, schedule_epochs,
@@ -129,6 +130,11 @@ class EngineTrainer:
                              f'({self.recipe.batch_size}).')
         return self.data
 
+    @property
+    def speed_key(self) -> str:
+        """This machine (:func:`~timm_ignore.provenance.machine_key`) and the recipe's precision."""
+        return f'{machine_key(self.device)}, {self.recipe.precision}'
+
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
         reading = f', after decoding the images of {self.data_dir}' if self.data is None else ''
         self.log(f'{spec.name}: no speed measured here for {spec.model}: timing a few training steps{reading}.')
@@ -233,7 +239,7 @@ def run_queue(
             return run_matrix(runs, output, trainer, log, time_limit_s, log_every, split_runs, landed).records
         data = trainer.loaded()
         progress = Progress(list(runs), {s: epochs for s in pending}, log, parallel, log_every,
-                            speeds=SpeedBook(output))
+                            speeds=SpeedBook(output, trainer.speed_key))
         failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
         if failed:
             raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))

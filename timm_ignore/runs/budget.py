@@ -1,9 +1,12 @@
 """``--time-limit``: parse a duration one way, and estimate a run's time from the speeds measured on this machine.
 
-The speeds live in the matrix folder's ``speed.json``: per model, the wall time of each epoch trained here (training
-and validation, as the epoch lines measure it) with their median, and the median training img/s. The median, not the
-mean: an epoch during which the process was paused or preempted (a landing, a test run) is not taken for a slow model.
-A run's estimate is its epochs left times its model's epoch time, which is, in order of trust:
+The speeds live in the matrix folder's ``speed.json``, in one section per machine and precision (the trainer's
+``speed_key``, e.g. ``AMD EPYC (2 cores), family 25 model 1, float32``): per model, the wall time of each epoch trained
+there (training and validation, as the epoch lines measure it) with their median, and the median training img/s. The
+median, not the mean: an epoch during which the process was paused or preempted (a landing, a test run) is not taken
+for a slow model. A campaign spread over sessions that draw different machines keeps one folder, and each machine
+estimates from its own section. A run's estimate is its epochs left times its model's epoch time, which is, in order
+of trust:
 
 1. the median of its epochs trained in this folder;
 2. a probe on this machine: a trainer that can time a few of the run's own steps (the engine's
@@ -13,8 +16,8 @@ A run's estimate is its epochs left times its model's epoch time, which is, in o
 4. none: the run is started only as the first run of an invocation (so every piece of a campaign makes progress and
    measures it), never after another run.
 
-A campaign spread over sessions on different machines keeps its folder but not its speeds' meaning: delete
-``speed.json`` when the machine changes (the probe then measures again).
+A ``speed.json`` written before the sections (one flat mapping of models) is kept in a section of its own,
+:data:`UNKNOWN_MACHINE`, that no trainer's key names.
 """
 import json
 import math
@@ -27,8 +30,10 @@ from ..models.zoo import MODELS
 from .layout import SPEED_FILE
 from .record import atomic_write_text
 
-__all__ = ['SpeedBook', 'TimeLimitError', 'parse_duration']
+__all__ = ['SpeedBook', 'TimeLimitError', 'UNKNOWN_MACHINE', 'parse_duration']
 
+#: The section of a ``speed.json`` written before speeds were kept per machine.
+UNKNOWN_MACHINE = 'a machine not recorded (speeds written before they were kept per machine)'
 _DURATION = re.compile(r'^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$')
 
 
@@ -58,14 +63,25 @@ def _family(model: str) -> Optional[str]:
 
 
 class SpeedBook:
-    """The epoch times measured in one matrix folder, per model (``speed.json``)."""
+    """The epoch times measured in one matrix folder on one machine in one precision, per model (a section of
+    ``speed.json``; the other sections are kept as they are)."""
 
-    def __init__(self, folder: pathlib.Path) -> None:
+    def __init__(self, folder: pathlib.Path, machine: str = '') -> None:
+        """
+        Args:
+            folder: The matrix folder.
+            machine: The section, the trainer's ``speed_key``: the machine and precision whose speeds these are.
+        """
         self.path = pathlib.Path(folder) / SPEED_FILE
         try:
-            self.speeds = json.loads(self.path.read_text())
+            sections = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.speeds = {}
+            sections = {}
+        sections = sections if isinstance(sections, dict) else {}
+        if sections and not all(isinstance(v, dict) and 'epoch_time_s' not in v for v in sections.values()):
+            sections = {UNKNOWN_MACHINE: sections}  # a flat file of models, from before the sections
+        self.sections = sections
+        self.speeds = sections.setdefault(machine, {})
 
     def add_epoch(self, model: str, epoch_time_s: float, images_per_s: float) -> None:
         """Record one epoch trained here, update the model's medians, and save.
@@ -83,7 +99,7 @@ class SpeedBook:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(self.speeds, indent=2, sort_keys=True) + '\n')
+        atomic_write_text(self.path, json.dumps(self.sections, indent=2, sort_keys=True) + '\n')
 
     def add_probe(self, model: str, epoch_time_s: float) -> None:
         """Record a probe's estimate of one epoch of ``model`` (used until an epoch is measured), and save."""

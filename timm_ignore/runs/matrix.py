@@ -166,6 +166,10 @@ def hold_folder(output: pathlib.Path) -> Iterator[None]:
 class Trainer(Protocol):
     """What the matrix needs of a trainer: the epochs a run trains, its speed here, and training one run."""
 
+    @property
+    def speed_key(self) -> str:
+        """The machine and precision its runs train on, naming their section of ``speed.json``."""
+
     def epochs(self, spec: RunSpec) -> int:
         """Epochs the run trains in all."""
 
@@ -216,7 +220,7 @@ def run_matrix(
     started = time.monotonic()
     planned = plan_matrix(specs, output, trainer.epochs, landed)
     pending = [p for p in planned if not p.finished]
-    book = SpeedBook(output)
+    book = SpeedBook(output, trainer.speed_key)
     progress = Progress(list(specs), {p.spec: trainer.epochs(p.spec) - p.epochs_done for p in pending}, log,
                         log_every=log_every, speeds=book)
     for p in planned:

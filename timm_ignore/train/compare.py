@@ -12,10 +12,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ..devices import resolve_device
 from ..evaluate import find_split
-from ..provenance import code_version, device_name
+from ..provenance import code_version, device_name, machine_key
 from ..runs import (
     LAST_CHECKPOINT, EpochReport, Progress, RunSpec, add_epoch_time, check_class_count, is_finished, read_summary,
-    run_times, score_run, write_record)
+    run_precision, run_times, score_run, write_record)
 from .config import TrainConfig
 from .runner import build_model, check_inputs, train
 
@@ -35,6 +35,13 @@ class TimmTrainer:
 
     def epochs(self, spec: RunSpec) -> int:
         return self.configs[spec].epochs
+
+    @property
+    def speed_key(self) -> str:
+        """This machine (:func:`~timm_ignore.provenance.machine_key`) and the precision of the first run's config."""
+        config = next(iter(self.configs.values()), TrainConfig())
+        precision = run_precision({'amp': config.amp, 'amp_dtype': config.amp_dtype})
+        return f'{machine_key(resolve_device(config.device or None))}, {precision}'
 
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
         """None: timm's loaders have no cheap probe (worker start-up and decoding dominate a few steps)."""
