@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 import statistics
+import sys
 
 import pytest
 from huggingface_hub import ModelCard
@@ -88,6 +89,18 @@ def test_report_draws_figure1_for_an_explicit_model_and_its_ignore_variants(queu
                  '--device', 'cpu']) == 0
     assert sorted(p.name for p in out.glob('*.png')) == ['val_loss_cifar_resnet50_se.png']
     assert f'Figure 1: {out / "val_loss_cifar_resnet50_se.png"}' in capsys.readouterr().out
+
+
+def test_report_without_matplotlib_is_written_and_says_why_figure1_is_not(queue, tmp_path, capsys, monkeypatch):
+    """The report needs no figures extra: without matplotlib it is written, and one line says why Figure 1 is not."""
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib raises ImportError
+    out = tmp_path / 'results'
+    assert main(['compare', '--runs', str(queue['queue']), '--output', str(out), '--data-dir', str(queue['data']),
+                 '--device', 'cpu']) == 0
+    assert (out / 'results.md').is_file() and not list(out.glob('*.png'))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith('Figure 1 not drawn: it needs matplotlib (') and last.endswith(
+        'pip install "timm-ignore[figures]".')
 
 
 def test_one_test_error_per_run_from_every_entry_point(queue, tmp_path, capsys):

@@ -11,7 +11,7 @@ import argparse
 import logging
 import pathlib
 from datetime import datetime
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -118,16 +118,24 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures_missing() -> Optional[str]:
+    """Why Figure 1 cannot be drawn (matplotlib, the ``figures`` extra, is not installed), or None when it can."""
+    try:
+        import matplotlib  # noqa: F401 (optional dependency, the figures extra)
+    except ImportError as e:
+        return f'it needs matplotlib ({e}); pip install "timm-ignore[figures]"'
+    return None
+
+
 def _draw_figure1(records: Sequence[RunRecord], output: pathlib.Path) -> None:
     """Figure 1 of the report: one validation-loss panel per explicit attention model and its ignore variants."""
     panels = figure1_panels(list(dict.fromkeys(r.model for r in records)))
     if not panels:
         print('Figure 1: no explicit attention model with an ignore variant among the runs yet.')
         return
-    try:
-        import matplotlib  # noqa: F401 (optional dependency, the figures extra)
-    except ImportError:
-        print('Figure 1 not drawn: it needs matplotlib (pip install "timm-ignore[figures]").')
+    missing = _figures_missing()
+    if missing:
+        print(f'Figure 1 not drawn: {missing}.')
         return
     for explicit, models in panels.items():
         figure = plot_loss_curves(
@@ -178,10 +186,9 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging()
     _quiet_library_logs()
-    try:
-        import matplotlib  # noqa: F401 (optional dependency, the figures extra: checked before the first epoch)
-    except ImportError as e:
-        raise UsageError(f'compare draws Figure 1 with matplotlib ({e}); pip install "timm-ignore[figures]".') from None
+    missing = _figures_missing()  # checked before the first epoch, not after the matrix
+    if missing:
+        raise UsageError(f'compare draws Figure 1: {missing}.')
     output = pathlib.Path(args.output or pathlib.Path('output', 'compare', datetime.now().strftime('%Y%m%d-%H%M%S')))
     demo = args.data_dir is None
     if demo and args.config:
