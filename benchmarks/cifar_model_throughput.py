@@ -2,8 +2,8 @@
 
 The campaign's regime by default: bfloat16 autocast with channels_last, batch 128 at 32 px, full training steps
 (forward, cross-entropy, backward, an SGD step of timm's ``create_optimizer_v2``), models as ``timm.create_model``
-builds them. Per round, every model runs one timed chunk of steps and a bf16 matrix product of ``--matmul-size``
-is timed too (interleaved, so drifts of the machine cancel). The table gives per model:
+builds them. Per round, every model runs one timed chunk of steps and a matrix product of ``--matmul-size`` in the
+regime's dtype is timed too (interleaved, so drifts of the machine cancel). The table gives per model:
 
 - train img/s (median over rounds);
 - its ratio to ``cifar_resnet50`` (taken within each round, median over rounds);
@@ -59,12 +59,13 @@ def train_flops_per_image(runner: Runner) -> float:
 
 
 class Matmul:
-    """A square bf16 matrix product on the benchmark's device: the machine's compute peak in this run."""
+    """A square matrix product in the regime's dtype on the benchmark's device: the machine's compute peak in this
+    run (bf16 for the campaign's regime, float32 under ``--fp32``)."""
 
-    def __init__(self, size: int, device: torch.device) -> None:
-        self.device = device
-        self.a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-        self.b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        self.a = torch.randn(size, size, device=device, dtype=dtype)
+        self.b = torch.randn(size, size, device=device, dtype=dtype)
         self.flops = 2 * size ** 3
 
     def timed(self, steps: int) -> float:
@@ -110,7 +111,7 @@ def main() -> int:
     torch.manual_seed(0)
     runners = {(b, m): make_runner(m, b, args) for b in batch_sizes for m in models}
     flops = {m: train_flops_per_image(runners[batch_sizes[0], m]) for m in models}
-    matmul = Matmul(args.matmul_size, torch.device(args.device))
+    matmul = Matmul(args.matmul_size, torch.device(args.device), torch.float32 if args.fp32 else torch.bfloat16)
     regime = 'float32' if args.fp32 else 'bf16 autocast + channels_last'
     print(f'# {regime}, batch {",".join(map(str, batch_sizes))} at {args.img_size}px on {args.device}, training '
           f'steps (timm SGD), {args.rounds} rounds x {args.steps} steps, interleaved; torch {torch.__version__}, '
@@ -136,7 +137,8 @@ def main() -> int:
             matmul_share=statistics.median(x * flops[m] / f for x, f in zip(r, matmul_flops)),
             train_gflop_per_image=flops[m] / 1e9)
     peak = statistics.median(matmul_flops)
-    print(f'\nbf16 matmul {args.matmul_size}^3: {peak / 1e9:.0f} GFLOP/s (median)\n')
+    dtype_name = str(matmul.dtype).replace('torch.', '')
+    print(f'\n{dtype_name} matmul {args.matmul_size}^3: {peak / 1e9:.0f} GFLOP/s (median)\n')
     print(f'| model | batch | train img/s | ratio to {REFERENCE} | train GFLOP/img | share of matmul FLOP/s |')
     print('|---|---:|---:|---:|---:|---:|')
     for row in rows.values():
