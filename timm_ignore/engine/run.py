@@ -15,7 +15,6 @@ import logging
 import math
 import pathlib
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
@@ -33,8 +32,8 @@ from ..evaluate import evaluate
 from ..host_memory import keep_freed_memory
 from ..provenance import code_version, device_name
 from ..runs import (
-    ARGS_FILE, BEST_CHECKPOINT, ENGINE_TRAINER, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, atomic_save,
-    read_record, score_run, summary_metrics, trim_summary, write_record)
+    ARGS_FILE, BEST_CHECKPOINT, ENGINE_TRAINER, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, active_time,
+    atomic_save, read_record, score_run, summary_metrics, trim_summary, write_record)
 from .augment import augment_batch, draw_augmentation, normalize, pad_and_crop
 from .data import ImageData, SplitTensors
 from .recipe import EngineRecipe
@@ -160,7 +159,7 @@ def measure_epoch_time(
         if warmup_steps <= step <= warmup_steps + steps:
             if on_cuda:
                 torch.cuda.synchronize()
-            marks.append(time.perf_counter())
+            marks.append(active_time())
 
     _train_epoch(t.train_model, t.optimizer, t.scheduler, t.scaler, t.autocast, t.inputs, data.train,
                  torch.Generator().manual_seed(spec.seed), 0, warmup_steps + steps, recipe, on_step)
@@ -169,9 +168,9 @@ def measure_epoch_time(
     head = SplitTensors(data.validation.images[:sample], data.validation.labels[:sample])
     batch_s = []
     for _ in range(2):
-        started = time.perf_counter()
+        started = active_time()
         evaluate(t.train_model, t.inputs.eval_batches(head), data.mean_image.device, t.autocast, nn.CrossEntropyLoss())
-        batch_s.append(time.perf_counter() - started)
+        batch_s.append(active_time() - started)
     return t.steps * step_s + min(batch_s) * len(data.validation) / sample
 
 
@@ -272,13 +271,13 @@ def train_run(
     for epoch in range(start_epoch, num_epochs):
         if epoch > start_epoch and keep_going is not None and not keep_going():
             return None
-        start = time.perf_counter()
+        start = active_time()  # a pause of the process (kill -STOP) is not training time
         step_report = None if on_step is None else functools.partial(on_step, spec, epoch)
         train_loss = _train_epoch(train_model, optimizer, scheduler, scaler, autocast, inputs, data.train, data_rng,
                                   epoch, steps, recipe, step_report)
-        train_time = time.perf_counter() - start
+        train_time = active_time() - start
         val = summary_metrics(evaluate(train_model, inputs.eval_batches(data.validation), device, autocast, loss_fn))
-        epoch_time = time.perf_counter() - start
+        epoch_time = active_time() - start
         lr = optimizer.param_groups[0]['lr']
         update_summary(epoch, {'loss': train_loss}, val, str(run_dir / SUMMARY_FILE), lr=lr)
         metric = val[recipe.eval_metric]
@@ -333,7 +332,7 @@ def _train_epoch(
     model.train()
     loss_sum = torch.zeros((), device=device)
     num_updates = epoch * steps
-    started = time.perf_counter()
+    started = active_time()
     for step in range(steps):
         idx = order[step * batch:(step + 1) * batch]
         images = inputs.train_batch(train.images[idx], shifts[step * batch:(step + 1) * batch],
@@ -349,7 +348,7 @@ def _train_epoch(
         scheduler.step_update(num_updates=num_updates)
         loss_sum += loss.detach()
         if on_step is not None:
-            elapsed = time.perf_counter() - started
+            elapsed = active_time() - started
             on_step(step + 1, steps, (step + 1) * batch / max(elapsed, 1e-9), elapsed)
     mean_loss = loss_sum.item() / steps
     if not math.isfinite(mean_loss):

@@ -6,7 +6,6 @@ tested at its best validation epoch by :func:`timm_ignore.runs.score_run` and re
 """
 import os
 import pathlib
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -14,8 +13,8 @@ from ..devices import resolve_device
 from ..evaluate import find_split
 from ..provenance import code_version, device_name, machine_key
 from ..runs import (
-    LAST_CHECKPOINT, EpochReport, Progress, RunSpec, add_epoch_time, check_class_count, is_finished, read_summary,
-    run_precision, run_times, score_run, write_record)
+    LAST_CHECKPOINT, EpochReport, Progress, RunSpec, active_time, add_epoch_time, check_class_count, is_finished,
+    read_summary, run_precision, run_times, score_run, write_record)
 from .config import TrainConfig
 from .runner import build_model, check_inputs, train
 
@@ -57,14 +56,14 @@ class TimmTrainer:
                            report.images)
             progress.epoch(report)
 
-        start = time.perf_counter()
+        start = active_time()
         result = train(config, on_epoch=on_epoch, on_step=progress.step, on_resume=progress.resumed,
                        keep_going=keep_going)
         if not result.finished:
             return None
         times = run_times(run_dir, len(read_summary(run_dir)))
         if times is None:  # pieces trained by a version that kept no epoch times: this piece's time, as before
-            times = dict(wall_time_s=round(time.perf_counter() - start, 1))
+            times = dict(wall_time_s=round(active_time() - start, 1))
         device = resolve_device(config.device or None)
         record = dict(score_run(run_dir, self.test_split, device=device), recipe=self.recipe_name,
                       trainer='timm_ignore.train', **times, device=device_name(device), code_version=version,

@@ -9,7 +9,6 @@ import functools
 import importlib
 import logging
 import pathlib
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Optional
@@ -30,7 +29,7 @@ from ..devices import resolve_device
 from ..evaluate import find_split
 from ..host_memory import keep_freed_memory
 from ..models._state_dict_check import check_state_dict
-from ..runs import ARGS_FILE, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, trim_summary
+from ..runs import ARGS_FILE, LAST_CHECKPOINT, SUMMARY_FILE, EpochReport, RunSpec, active_time, trim_summary
 from .config import ConfigError, TrainConfig
 from .loop import StepCallback, train_one_epoch, validate
 
@@ -250,13 +249,13 @@ def train(
     for epoch in range(start_epoch, num_epochs):
         if epoch > start_epoch and keep_going is not None and not keep_going():
             return TrainResult(output_dir, best_metric, best_epoch, finished=False)
-        start = time.perf_counter()
+        start = active_time()  # a pause of the process (kill -STOP) is not training time
         step_report: Optional[StepCallback] = None if on_step is None else functools.partial(on_step, spec, epoch)
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn.to(device), device, lr_scheduler=lr_scheduler,
             amp_autocast=amp_autocast, loss_scaler=loss_scaler, model_ema=model_ema, clip_grad=config.clip_grad,
             clip_mode=config.clip_mode, log_interval=config.log_interval, on_step=step_report)
-        train_time = time.perf_counter() - start
+        train_time = active_time() - start
         eval_metrics = None
         if loader_eval is not None:
             eval_model = model_ema.module if model_ema is not None else model
@@ -271,7 +270,7 @@ def train(
             on_epoch(EpochReport(
                 spec, epoch, num_epochs, train_metrics['loss'], eval_metrics and eval_metrics['loss'],
                 eval_metrics and 100. - eval_metrics['top1'], lrs[0], images / max(train_time, 1e-9),
-                time.perf_counter() - start, images))
+                active_time() - start, images))
     if best_metric is not None:
         _logger.info(f'Best {eval_metric}: {best_metric:.4f} (epoch {best_epoch})')
     return TrainResult(output_dir, best_metric, best_epoch)
