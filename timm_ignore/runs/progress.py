@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from .active_time import active_time
 from .budget import SpeedBook
 from .layout import RunSpec
 
@@ -61,7 +62,7 @@ class Progress:
     log_every: int = 1
     step_interval_s: float = 45.0
     speeds: Optional[SpeedBook] = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=active_time)  # the queue's img/s counts the time it trained
     images: int = 0
     epoch_times: list = field(default_factory=list)
     _last_step_line: float = field(default_factory=time.perf_counter)
@@ -103,7 +104,7 @@ class Progress:
             return
         recent = self.epoch_times[-50:]
         left = sum(self.epochs_left.values()) * sum(recent) / len(recent) / self.parallel
-        elapsed = time.perf_counter() - self.started
+        elapsed = active_time() - self.started
         val = '' if report.val_top1_err is None else \
             f'  val loss {report.val_loss:.4f}  val err {report.val_top1_err:.2f}%'
         self.log(f'{self._prefix(report.run)}: epoch {report.epoch}/{report.epochs - 1}  loss {report.train_loss:.4f}'
