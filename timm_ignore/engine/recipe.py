@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from ..runs import run_precision
 from ..settings import setting_type_error
 from .augment import SHIFT_MODES
 
@@ -161,8 +162,9 @@ class EngineRecipe:
 
     @property
     def precision(self) -> str:
-        """The dtype the autocast regions compute in: ``amp_dtype`` under autocast, else ``float32``."""
-        return self.amp_dtype if self.amp else 'float32'
+        """The dtype the autocast regions compute in (``amp_dtype`` under autocast, else ``float32``), by the rule
+        that reads it from a run's ``args.yaml``."""
+        return run_precision(self.to_dict())
 
     def training_settings(self) -> dict[str, Any]:
         """Every setting but the :data:`EXECUTION_KEYS`: what a run learns from and how."""
@@ -179,9 +181,10 @@ class EngineRecipe:
 
 
 #: The settings that say how the arithmetic is carried out, not what is computed: the autocast precision, the memory
-#: layout and compilation. Each run records them (its record's ``amp``, ``channels_last``, ``torchcompile``) and every
-#: card states them, but they are not part of a recipe's fingerprint, so one campaign may train in bfloat16 autocast
-#: on a CPU with bfloat16 hardware and in float32 on one without (docs/training.md, "Float32 instead of bfloat16").
+#: layout and compilation. Each run records them (its ``args.yaml``; its record's ``amp``, ``channels_last``,
+#: ``torchcompile``; its card's recipe table), but they are not part of a recipe's fingerprint, so one campaign may
+#: train in bfloat16 autocast on a CPU with bfloat16 hardware and in float32 on one without (docs/training.md, "Float32
+#: instead of bfloat16").
 EXECUTION_KEYS: tuple[str, ...] = ('amp', 'amp_dtype', 'channels_last', 'torchcompile', 'compile_mode')
 #: Every key an engine recipe may hold.
 ENGINE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EngineRecipe))

@@ -15,7 +15,7 @@
 Both trainers (``timm_ignore.train``, ``timm_ignore.engine``) write through this package and import neither each
 other nor ``hub``; ``hub`` reads runs through it. It imports no trainer.
 """
-from .active_time import active_time, stopped_time
+from .active_time import active_time
 from .budget import UNKNOWN_MACHINE, SpeedBook, TimeLimitError, parse_duration
 from .data import check_class_count, described_copy, read_data_description
 from .epoch_times import add_epoch_time, run_times
@@ -37,7 +37,7 @@ from .scoring import score_run, test_run
 from .summary import finished_epochs, read_summary, summary_metrics, summary_val_error, trim_summary
 
 __all__ = [
-    'active_time', 'stopped_time', 'UNKNOWN_MACHINE', 'SpeedBook', 'TimeLimitError', 'parse_duration',
+    'active_time', 'UNKNOWN_MACHINE', 'SpeedBook', 'TimeLimitError', 'parse_duration',
     'check_class_count', 'described_copy', 'read_data_description', 'add_epoch_time', 'run_times', 'ARGS_FILE',
     'BEST_CHECKPOINT', 'EPOCH_TIMES_FILE', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
     'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',

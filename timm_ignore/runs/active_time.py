@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Optional
 
-__all__ = ['GAP_S', 'TICK_S', 'active_time', 'stopped_time']
+__all__ = ['GAP_S', 'TICK_S', 'active_time']
 
 #: Seconds between the watcher's wake-ups.
 TICK_S = 0.25
@@ -52,17 +52,11 @@ _watcher: Optional[_StopWatcher] = None
 _start_lock = threading.Lock()
 
 
-def stopped_time() -> float:
-    """Seconds this process has been stopped since its first call of this function or :func:`active_time`."""
+def active_time() -> float:
+    """A monotonic clock, in seconds, that does not advance while the process is stopped (from the first call on);
+    differences of it are durations, as with ``time.monotonic()``."""
     global _watcher
     with _start_lock:
         if _watcher is None:
             _watcher = _StopWatcher()
-    return _watcher.stopped()
-
-
-def active_time() -> float:
-    """A monotonic clock, in seconds, that does not advance while the process is stopped (from the first call on);
-    differences of it are durations, as with ``time.monotonic()``."""
-    stopped = stopped_time()
-    return time.monotonic() - stopped
+    return time.monotonic() - _watcher.stopped()
