@@ -18,8 +18,9 @@ import yaml
 
 from _engine_fixtures import write_cifar10_slice
 from timm_ignore.cli import main
-from timm_ignore.engine import EngineRecipe, QueueError, RunSpec, check_queue, run_queue
+from timm_ignore.engine import EngineRecipe, EngineTrainer, QueueError, RunSpec, check_queue, run_queue
 from timm_ignore.engine.data import load_image_folder
+from timm_ignore.runs import finished_epochs
 
 AUTHORS_RECIPE = pathlib.Path(__file__).resolve().parents[1] / 'train_scripts' / 'cifar10_authors.yaml'
 #: The authors' recipe shortened for tests: 3 epochs of 4 steps, a depth-8 CIFAR ResNet.
@@ -303,6 +304,54 @@ def test_parallel_workers_train_every_run_once(recipe_file, data_dir, tmp_path):
     assert [(r['model'], r['seed']) for r in records] == [(r.model, r.seed) for r in RUNS]
     assert sum(line.startswith('done ') for line in lines) == 2
     assert any('queue' in line and 'ETA' in line for line in lines)
+
+
+def _book_speeds(output, recipe, data_dir, parallel, epoch_times):
+    """Write ``speed.json`` as if each model had trained five epochs of ``epoch_times[model]`` seconds here, ``parallel``
+    runs at once; returns that section's key."""
+    key = EngineTrainer(recipe, 'small.yaml', data_dir, torch.device('cpu'), parallel=parallel).speed_key
+    entries = {model: dict(epochs=5, epoch_time_s=t, images_per_s=1.0, epoch_times_s=[t] * 5,
+                           epoch_images_per_s=[1.0] * 5) for model, t in epoch_times.items()}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / 'speed.json').write_text(json.dumps({key: entries}))
+    return key
+
+
+@pytest.mark.slow
+def test_parallel_workers_get_runs_in_order_while_they_fit(recipe_file, data_dir, tmp_path):
+    """A time limit with workers: the first run that does not fit stops the handing out, the runs after it too."""
+    lines, fast, slow = [], 'cifar_resnet50_se', 'cifar_resnet50_cbam_ign3'
+    recipe = EngineRecipe.from_yaml(recipe_file, {'epochs': 1})
+    key = _book_speeds(tmp_path, recipe, data_dir, 2, {fast: 0.001, slow: 1e6})
+    runs = [RunSpec(fast, 0), RunSpec(slow, 0), RunSpec(fast, 1)]
+    records = run_queue(runs, recipe, data_dir, tmp_path, torch.device('cpu'), parallel=2, log=lines.append,
+                        time_limit_s=3600.0)
+    assert records[0]['model'] == fast and records[1:] == [None, None]
+    assert not runs[1].folder(tmp_path).exists() and not runs[2].folder(tmp_path).exists()
+    assert key.endswith('float32, 2 runs at once')
+    assert json.loads((tmp_path / 'speed.json').read_text())[key][fast]['epochs'] == 6  # its epoch, in its section
+    assert lines[-1].startswith(f'time limit: stopping; 2 runs left ({runs[1].name}, {runs[2].name}), estimated ')
+
+
+@pytest.mark.slow
+def test_parallel_split_runs_stop_before_an_epoch_that_would_not_fit(recipe_file, data_dir, tmp_path):
+    """Each worker asks before every epoch after its first; the runs stop with their checkpoints kept.
+
+    The booked epoch time leaves one epoch 2 s of slack when the runs are handed out (within a second of the start)
+    and none after the first epoch (a worker process takes longer than that to start and train it).
+    """
+    lines, model, limit = [], 'cifar_resnet50_se', 100.0
+    recipe = EngineRecipe.from_yaml(recipe_file)  # 3 epochs
+    _book_speeds(tmp_path, recipe, data_dir, 2, {model: limit - 2.0})
+    runs = [RunSpec(model, 0), RunSpec(model, 1)]
+    records = run_queue(runs, recipe, data_dir, tmp_path, torch.device('cpu'), parallel=2, log=lines.append,
+                        time_limit_s=limit, split_runs=True)
+    assert records == [None, None]
+    for spec in runs:
+        assert finished_epochs(spec.folder(tmp_path)) == 1 and (spec.folder(tmp_path) / 'last.pth.tar').is_file()
+        assert f'{spec.name}: time limit: stopped after epoch 1 of 3; its last checkpoint is kept and the next piece ' \
+               f'resumes it.' in lines
+    assert lines[-1].startswith(f'time limit: stopping; 2 runs left ({runs[0].name}, {runs[1].name}), estimated ')
 
 
 def test_speed_probe_estimates_an_epoch_of_the_run(recipe_file, data_dir, tmp_path):

@@ -7,11 +7,11 @@ import types
 import pytest
 from timm.utils import update_summary
 
-import timm_ignore.runs.matrix as matrix_module
+import timm_ignore.runs.budget as budget_module
 from timm_ignore.cli import main
 from timm_ignore.runs import (
-    UNKNOWN_MACHINE, EpochReport, Progress, RunSpec, SpeedBook, TimeLimitError, finished_epochs, parse_duration,
-    read_record, recipe_difference, run_matrix, write_record)
+    UNKNOWN_MACHINE, EpochReport, Progress, RunSpec, SpeedBook, TimeBudget, TimeLimitError, finished_epochs,
+    parse_duration, read_record, recipe_difference, run_matrix, write_record)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 #: The fake trainers' machine and precision: their section of speed.json.
@@ -93,6 +93,16 @@ def test_speed_book_keeps_a_flat_file_from_before_the_sections_apart(tmp_path):
     book.add_epoch('densenet', 900.0, 50.0)
     assert json.loads((tmp_path / 'speed.json').read_text())[UNKNOWN_MACHINE] == flat  # kept as it was
     assert SpeedBook(tmp_path, MACHINE).estimate('densenet', 1) == pytest.approx(900.0)
+
+
+def test_time_budget_admits_a_run_that_fits_or_with_split_runs_one_of_whose_epochs_does(tmp_path):
+    book = SpeedBook(tmp_path, MACHINE)
+    book.add_epoch('densenet', 100.0, 50.0)
+    whole, split = TimeBudget(250.0), TimeBudget(250.0, split_runs=True)
+    assert whole.admits(book, 'densenet', 2) and not whole.admits(book, 'densenet', 3)
+    assert split.admits(book, 'densenet', 3) and not TimeBudget(90.0, split_runs=True).admits(book, 'densenet', 3)
+    assert not split.admits(book, 'cifar_resnet50', 1)  # no speed measured here: unknown, never fits
+    assert 249.0 < whole.left_s() <= 250.0 and whole.fits(240.0) and not whole.fits(math.inf)
 
 
 class _FakeTrainer:
@@ -193,7 +203,7 @@ class _SplittableTrainer(_FakeTrainer):
 
 def test_split_runs_train_the_epochs_that_fit_and_resume_in_the_next_piece(tmp_path, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(matrix_module, 'time', types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(budget_module, 'time', types.SimpleNamespace(time=lambda: clock[0]))  # the time limit's clock
     SpeedBook(tmp_path, MACHINE).add_epoch('densenet', 100.0, 400.0)  # an epoch of DenseNet takes 100 s here
     specs, lines = [RunSpec('densenet', 0), RunSpec('densenet_se', 0)], []
     trainer = _SplittableTrainer(5, 100.0, clock)

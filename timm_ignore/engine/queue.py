@@ -7,11 +7,14 @@ starts the rest, so every run is trained exactly once. A folder holding runs of 
 With ``parallel > 1`` the runs are shared out to that many worker processes on the same device: on a GPU the small
 CIFAR networks leave most of it idle when trained one at a time (kernel launches, not arithmetic, bound a step), and
 separate processes fill it without any coordination beyond the work list. The dataset is decoded once and handed to
-the workers in shared memory.
+the workers in shared memory. A time limit holds for them too: the parent hands a run to a worker only when it fits
+(:class:`~timm_ignore.runs.TimeBudget`, from the epoch times measured at that many runs at once), and with split runs
+each worker stops its run before an epoch that would not fit.
 """
 import importlib
 import pathlib
 import queue as queue_lib
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -22,8 +25,9 @@ import torch
 from ..autocast_speed import check_autocast_speed
 from ..provenance import machine_key
 from ..runs import (
-    LAST_CHECKPOINT, MatrixError, Progress, RunSpec, SpeedBook, check_class_count, check_matrix_folder, hold_folder,
-    matrix_records, plan_matrix, read_record, read_run_args, run_matrix, run_precision, schedule_epochs,
+    LAST_CHECKPOINT, EpochReport, MatrixError, PlannedRun, Progress, RunSpec, SpeedBook, TimeBudget, check_class_count,
+    check_matrix_folder, finished_epochs, hold_folder, left_line, matrix_records, plan_matrix, probe_unmeasured,
+    read_record, read_run_args, run_matrix, run_precision, schedule_epochs, split_run_stopped_line,
     write_queue_file)
 from .data import DataError, ImageData, check_image_folder, load_image_folder
 from .recipe import EngineRecipe
@@ -103,7 +107,8 @@ class EngineTrainer:
     """The engine as the matrix's trainer (:class:`timm_ignore.runs.Trainer`): runs on data held on the device.
 
     The data is decoded (unless given, on the CPU) and moved to ``device`` when the first run starts, so a matrix
-    with nothing left to train reads no image.
+    with nothing left to train reads no image. ``parallel`` is how many runs share the device (worker processes):
+    their epochs take longer than one run's alone, so their speeds are kept apart (:attr:`speed_key`).
     """
     recipe: EngineRecipe
     recipe_name: str
@@ -111,6 +116,7 @@ class EngineTrainer:
     device: torch.device
     data: Optional[ImageData] = None
     log: Callable[[str], None] = print
+    parallel: int = 1
     _on_device: Optional[ImageData] = field(default=None, init=False, repr=False)
 
     def epochs(self, spec: RunSpec) -> int:
@@ -132,8 +138,10 @@ class EngineTrainer:
 
     @property
     def speed_key(self) -> str:
-        """This machine (:func:`~timm_ignore.provenance.machine_key`) and the recipe's precision."""
-        return f'{machine_key(self.device)}, {self.recipe.precision}'
+        """This machine (:func:`~timm_ignore.provenance.machine_key`), the recipe's precision, and the runs at once
+        when more than one."""
+        at_once = f', {self.parallel} runs at once' if self.parallel > 1 else ''
+        return f'{machine_key(self.device)}, {self.recipe.precision}{at_once}'
 
     def measure_epoch_time(self, spec: RunSpec) -> Optional[float]:
         reading = f', after decoding the images of {self.data_dir}' if self.data is None else ''
@@ -161,8 +169,14 @@ def _worker(
         output: str,
         device: str,
         threads: int,
+        deadline: Optional[float],
 ) -> None:
-    """Worker process: train runs from ``tasks`` until it yields None, reporting to ``events``."""
+    """Worker process: train runs from ``tasks`` until it yields None, reporting to ``events``.
+
+    A task is a run and its model's epoch time in the speed book when it was handed out (None: not measured). With a
+    ``deadline`` (``time.time()``; split runs), the run stops before an epoch that would end after it, by the longer
+    of that epoch time and the median of the epochs this worker trained of it.
+    """
     torch.set_num_threads(threads)
     for module in recipe.device_modules:
         importlib.import_module(module)
@@ -174,12 +188,23 @@ def _worker(
             last_step[0] = time.monotonic()
             events.put(('step', step))
 
-    while (spec := tasks.get()) is not None:
+    while (task := tasks.get()) is not None:
+        spec, booked_epoch_s = task
+        epoch_times = []
+
+        def on_epoch(report: EpochReport) -> None:
+            epoch_times.append(report.epoch_time_s)
+            events.put(('epoch', report))
+
+        def keep_going() -> bool:
+            per_epoch = max(booked_epoch_s or 0.0, statistics.median(epoch_times) if epoch_times else 0.0)
+            return time.time() + per_epoch <= deadline
+
         try:
-            record = train_run(spec, recipe, data, pathlib.Path(output) / spec.name, recipe_name,
-                               on_epoch=lambda report: events.put(('epoch', report)), on_step=on_step,
-                               on_resume=lambda *resume: events.put(('resume', resume)))
-            events.put(('done', spec, record))
+            record = train_run(spec, recipe, data, pathlib.Path(output) / spec.name, recipe_name, on_epoch=on_epoch,
+                               on_step=on_step, on_resume=lambda *resume: events.put(('resume', resume)),
+                               keep_going=None if deadline is None else keep_going)
+            events.put(('done', spec, record) if record is not None else ('stopped', spec, None))
         except Exception as e:  # reported by the parent, which fails the queue at the end
             events.put(('error', spec, f'{type(e).__name__}: {e}'))
 
@@ -211,7 +236,8 @@ def run_queue(
         log: Where progress lines go.
         data: The decoded dataset when the caller already has it (on the CPU); else read from ``data_dir``.
         time_limit_s: Start a run only when its estimated time fits in what is left of this many seconds, then
-            stop with a line saying what is left (``timm_ignore.runs.budget``); one run at a time only.
+            stop with a line saying what is left (``timm_ignore.runs.budget``); with ``parallel``, a run is handed
+            to a free worker only when it fits.
         split_runs: With ``time_limit_s``: a run that does not fit trains the epochs that do, its checkpoint kept
             for the next piece (:func:`timm_ignore.runs.run_matrix`).
         landed: A records folder (``publish-zoo --records-dir``): a run not finished in ``output`` but finished
@@ -222,11 +248,9 @@ def run_queue(
         RuntimeError: Some runs failed; the others finished and are recorded.
     """
     check_queue(runs, recipe, data_dir, output, device, parallel, landed)
-    if time_limit_s is not None and parallel > 1:
-        raise QueueError('--time-limit needs --parallel 1 (runs are shared out to workers up front).')
     with hold_folder(output):
         write_queue_file(output, runs, recipe.training_settings(), recipe.fingerprint(), recipe_name)
-        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data, log)
+        trainer = EngineTrainer(recipe, recipe_name, data_dir, device, data, log, parallel)
         epochs = trainer.epochs(runs[0]) if runs else recipe.epochs
         planned = plan_matrix(runs, output, trainer.epochs, landed)
         pending = [p.spec for p in planned if not p.finished]
@@ -237,48 +261,81 @@ def run_queue(
         log_every = max(1, epochs // 20)
         if parallel == 1 or not pending:
             return run_matrix(runs, output, trainer, log, time_limit_s, log_every, split_runs, landed).records
-        data = trainer.loaded()
-        progress = Progress(list(runs), {s: epochs for s in pending}, log, parallel, log_every,
-                            speeds=SpeedBook(output, trainer.speed_key))
-        failed = _run_workers(pending, recipe, recipe_name, data, output, device, progress, parallel)
+        budget = None if time_limit_s is None else TimeBudget(time_limit_s, split_runs)
+        trainer.loaded()
+        progress = Progress(list(runs), {p.spec: epochs - p.epochs_done for p in planned if not p.finished}, log,
+                            parallel, log_every, speeds=SpeedBook(output, trainer.speed_key))
+        failed, left = _run_workers([p for p in planned if not p.finished], trainer, output, progress, budget)
+        if left:
+            log(left_line(left, progress.speeds, trainer.epochs))
         if failed:
             raise RuntimeError('runs failed: ' + '; '.join(f'{spec.name}: {why}' for spec, why in failed))
         return matrix_records(planned, landed)
 
 
 def _run_workers(
-        pending: Sequence[RunSpec],
-        recipe: EngineRecipe,
-        recipe_name: str,
-        data: ImageData,
+        pending: Sequence[PlannedRun],
+        trainer: EngineTrainer,
         output: pathlib.Path,
-        device: torch.device,
         progress: Progress,
-        parallel: int,
-) -> list[tuple[RunSpec, str]]:
-    """Train the runs in ``parallel`` worker processes; returns the failed runs and why."""
+        budget: Optional[TimeBudget],
+) -> tuple[list[tuple[RunSpec, str]], list[PlannedRun]]:
+    """Train the runs in ``trainer.parallel`` worker processes, handing the next run in order to a worker when it is
+    free and, with ``budget``, only while the runs fit: the first run that does not fit, and every run after it, is
+    left for the next piece, as when runs train one at a time. The models of the first runs handed out that have no
+    epoch time at this many runs at once are probed first (:func:`~timm_ignore.runs.probe_unmeasured`).
+
+    Returns:
+        The failed runs with why, and the runs left for the next piece (not started, or stopped by a split run's
+        deadline), in order.
+    """
+    book, waiting, closed = progress.speeds, list(pending), [False]  # closed: a run did not fit
+    workers = min(trainer.parallel, len(pending))
+    if budget is not None:
+        for p in pending[:workers]:
+            probe_unmeasured(p.spec, trainer, book, progress.log, workers)
+
+    def next_run() -> Optional[PlannedRun]:
+        if closed[0] or not waiting:
+            return None
+        run = waiting[0]
+        if budget is not None and not budget.admits(book, run.spec.model,
+                                                    trainer.epochs(run.spec) - finished_epochs(run.folder)):
+            closed[0] = True
+            return None
+        return waiting.pop(0)
+
+    def task(run: PlannedRun) -> tuple[RunSpec, Optional[float]]:
+        return run.spec, book.epoch_time(run.spec.model)
+
+    first = []
+    while len(first) < workers and (run := next_run()) is not None:
+        first.append(run)
+    if not first:
+        return [], waiting
     context = torch.multiprocessing.get_context('spawn')
     tasks, events = context.Queue(), context.Queue()
-    workers = min(parallel, len(pending))
-    for spec in [*pending, *[None] * workers]:
-        tasks.put(spec)
+    for run in first:
+        tasks.put(task(run))
+    data = trainer.loaded()
     data.share_memory_()
-    threads = max(1, torch.get_num_threads() // workers) if device.type == 'cpu' else torch.get_num_threads()
+    device = trainer.device
+    threads = max(1, torch.get_num_threads() // len(first)) if device.type == 'cpu' else torch.get_num_threads()
+    deadline = budget.deadline if budget is not None and budget.split_runs else None
     processes = [context.Process(
         target=_worker, daemon=True,
-        args=(tasks, events, recipe, recipe_name, data, str(output), str(device), threads),
-    ) for _ in range(workers)]
+        args=(tasks, events, trainer.recipe, trainer.recipe_name, data, str(output), str(device), threads, deadline),
+    ) for _ in first]
     for process in processes:
         process.start()
-    failed, finished = [], 0
-    while finished < len(pending):
+    in_flight = {run.spec: run for run in first}
+    failed, stopped = [], []
+    while in_flight:
         try:
             event = events.get(timeout=5.0)
         except queue_lib.Empty:
             if not any(p.is_alive() for p in processes):
-                done = {spec for spec, _ in failed}
-                failed += [(s, 'worker process died') for s in pending
-                           if s not in done and read_record(s.folder(output)) is None]
+                failed += [(spec, 'worker process died') for spec in in_flight]
                 break
             continue
         kind = event[0]
@@ -290,12 +347,19 @@ def _run_workers(
             progress.resumed(*event[1])
         if kind in ('epoch', 'step', 'resume'):
             continue
-        finished += 1
+        run = in_flight.pop(event[1])
         if kind == 'done':
-            progress.finished(event[1], event[2])
+            progress.finished(run.spec, event[2])
+        elif kind == 'stopped':
+            progress.log(split_run_stopped_line(run.spec, run.folder, trainer.epochs(run.spec)))
+            stopped.append(run)
         else:
-            failed.append((event[1], event[2]))
-            progress.log(f'FAILED {event[1].name}: {event[2]}')
+            failed.append((run.spec, event[2]))
+            progress.log(f'FAILED {run.spec.name}: {event[2]}')
+        following = next_run()
+        tasks.put(None if following is None else task(following))  # None ends the worker that asked
+        if following is not None:
+            in_flight[following.spec] = following
     for process in processes:
         process.join()
-    return failed
+    return failed, [p for p in pending if p in stopped or p in waiting]

@@ -16,15 +16,16 @@ Both trainers (``timm_ignore.train``, ``timm_ignore.engine``) write through this
 other nor ``hub``; ``hub`` reads runs through it. It imports no trainer.
 """
 from .active_time import active_time
-from .budget import UNKNOWN_MACHINE, SpeedBook, TimeLimitError, parse_duration
+from .budget import UNKNOWN_MACHINE, SpeedBook, TimeBudget, TimeLimitError, parse_duration
 from .data import check_class_count, described_copy, read_data_description
 from .epoch_times import add_epoch_time, run_times
 from .layout import (
     ARGS_FILE, BEST_CHECKPOINT, EPOCH_TIMES_FILE, LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RECORD_FILE, SPEED_FILE,
     SUMMARY_FILE, RunSpec, run_name)
 from .matrix import (
-    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, matrix_records, plan_matrix,
-    queued_runs, recipe_difference, run_matrix, write_queue_file)
+    MatrixError, MatrixResult, PlannedRun, Trainer, check_matrix_folder, hold_folder, left_line, matrix_records,
+    plan_matrix, probe_unmeasured, queued_runs, recipe_difference, run_matrix, split_run_stopped_line,
+    write_queue_file)
 from .progress import EpochReport, Progress, format_time
 from .readiness import CHANCE_MARGIN, chance_error, schedule_epochs, untrained_problems
 from .record import (
@@ -37,15 +38,16 @@ from .scoring import score_run, test_run
 from .summary import finished_epochs, read_summary, summary_metrics, summary_val_error, trim_summary
 
 __all__ = [
-    'active_time', 'UNKNOWN_MACHINE', 'SpeedBook', 'TimeLimitError', 'parse_duration',
+    'active_time', 'UNKNOWN_MACHINE', 'SpeedBook', 'TimeBudget', 'TimeLimitError', 'parse_duration',
     'check_class_count', 'described_copy', 'read_data_description', 'add_epoch_time', 'run_times', 'ARGS_FILE',
     'BEST_CHECKPOINT', 'EPOCH_TIMES_FILE', 'LAST_CHECKPOINT', 'LOCK_FILE', 'QUEUE_FILE', 'RECORD_FILE', 'SPEED_FILE',
     'SUMMARY_FILE', 'RunSpec', 'run_name', 'MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer',
-    'check_matrix_folder', 'hold_folder', 'matrix_records', 'plan_matrix', 'queued_runs', 'recipe_difference',
-    'run_matrix', 'write_queue_file', 'EpochReport', 'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error',
-    'schedule_epochs', 'untrained_problems', 'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text',
-    'copy_run_records', 'is_finished', 'read_record', 'read_run_args', 'run_digest', 'run_precision', 'write_record',
-    'ResultRow', 'RunRecord', 'collect_finished_runs', 'figure1_panels', 'format_runs', 'format_table', 'run_record_of',
-    'summarize', 'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary', 'summary_metrics',
-    'summary_val_error', 'trim_summary',
+    'check_matrix_folder', 'hold_folder', 'left_line', 'matrix_records', 'plan_matrix', 'probe_unmeasured',
+    'queued_runs', 'recipe_difference', 'run_matrix', 'split_run_stopped_line', 'write_queue_file', 'EpochReport',
+    'Progress', 'format_time', 'CHANCE_MARGIN', 'chance_error', 'schedule_epochs', 'untrained_problems',
+    'ENGINE_TRAINER', 'RECORD_FILES', 'atomic_save', 'atomic_write_text', 'copy_run_records', 'is_finished',
+    'read_record', 'read_run_args', 'run_digest', 'run_precision', 'write_record', 'ResultRow', 'RunRecord',
+    'collect_finished_runs', 'figure1_panels', 'format_runs', 'format_table', 'run_record_of', 'summarize',
+    'write_results', 'score_run', 'test_run', 'finished_epochs', 'read_summary', 'summary_metrics', 'summary_val_error',
+    'trim_summary',
 ]

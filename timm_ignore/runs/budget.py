@@ -18,19 +18,24 @@ of trust:
 
 A ``speed.json`` written before the sections (one flat mapping of models) is kept in a section of its own,
 :data:`UNKNOWN_MACHINE`, that no trainer's key names.
+
+:class:`TimeBudget` holds a piece's limit and is the one rule of what may start in it, for runs trained one at a
+time (:func:`~.matrix.run_matrix`) and for the engine's worker processes.
 """
 import json
 import math
 import pathlib
 import re
 import statistics
+import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ..models.zoo import MODELS
 from .layout import SPEED_FILE
 from .record import atomic_write_text
 
-__all__ = ['SpeedBook', 'TimeLimitError', 'UNKNOWN_MACHINE', 'parse_duration']
+__all__ = ['SpeedBook', 'TimeBudget', 'TimeLimitError', 'UNKNOWN_MACHINE', 'parse_duration']
 
 #: The section of a ``speed.json`` written before speeds were kept per machine.
 UNKNOWN_MACHINE = 'a machine not recorded (speeds written before they were kept per machine)'
@@ -129,3 +134,37 @@ class SpeedBook:
         """Seconds to train ``epochs_left`` epochs of ``model``; ``math.inf`` when it cannot be estimated."""
         per_epoch = self.epoch_time(model)
         return math.inf if per_epoch is None else per_epoch * epochs_left
+
+
+@dataclass
+class TimeBudget:
+    """A piece's time limit (``--time-limit``) on the wall clock, from when it is made, and what fits in what is left.
+
+    The deadline is ``time.time()``'s, so that the worker processes of one piece share it. The clock runs on while
+    the process is stopped (``kill -STOP``): a limit is a job's time, not its training time.
+
+    Attributes:
+        limit_s: The limit in seconds.
+        split_runs: A run that does not fit may start when one of its epochs does (it trains the epochs that fit,
+            asked before each, and the next piece resumes it).
+        deadline: When the piece ends (``time.time()``).
+    """
+    limit_s: float
+    split_runs: bool = False
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.time() + self.limit_s
+
+    def left_s(self) -> float:
+        """Seconds left until the deadline (negative after it)."""
+        return self.deadline - time.time()
+
+    def fits(self, seconds: float) -> bool:
+        """Whether ``seconds`` (an estimate; ``math.inf`` when unknown) fit in what is left."""
+        return seconds <= self.left_s()
+
+    def admits(self, book: SpeedBook, model: str, epochs_left: int) -> bool:
+        """Whether a run of ``model`` with ``epochs_left`` epochs to train may start now: its estimate fits, or, with
+        ``split_runs``, one of its epochs does. A run whose speed is unknown here is not admitted."""
+        return self.fits(book.estimate(model, epochs_left)) or (self.split_runs and self.fits(book.estimate(model, 1)))

@@ -20,18 +20,19 @@ import fcntl
 import json
 import math
 import pathlib
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
-from .budget import SpeedBook
+from .budget import SpeedBook, TimeBudget
 from .layout import LAST_CHECKPOINT, LOCK_FILE, QUEUE_FILE, RunSpec
 from .progress import Progress, format_time
 from .record import atomic_write_text, is_finished, read_record
 from .summary import finished_epochs
 
-__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder',
-           'matrix_records', 'plan_matrix', 'recipe_difference', 'run_matrix', 'write_queue_file']
+__all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'left_line',
+           'matrix_records', 'plan_matrix', 'probe_unmeasured', 'recipe_difference', 'run_matrix',
+           'split_run_stopped_line',
+           'write_queue_file']
 
 
 class MatrixError(ValueError):
@@ -191,12 +192,37 @@ class MatrixResult:
     left: str = ''
 
 
-def _left_line(left: Sequence[PlannedRun], book: SpeedBook, trainer: Trainer) -> str:
-    estimate = sum(book.estimate(p.spec.model, trainer.epochs(p.spec) - finished_epochs(p.folder)) for p in left)
+def left_line(left: Sequence[PlannedRun], book: SpeedBook, epochs: Callable[[RunSpec], int]) -> str:
+    """The line a time-limited piece stops with: the runs ``left`` (each run's ``epochs`` less those its folder
+    holds) and their estimate from ``book``."""
+    estimate = sum(book.estimate(p.spec.model, epochs(p.spec) - finished_epochs(p.folder)) for p in left)
     shown = 'unknown (no speed measured here for some of their models)' if math.isinf(estimate) else \
         f'about {format_time(estimate)}'
     return (f'time limit: stopping; {len(left)} runs left ({", ".join(p.spec.name for p in left[:4])}'
             f'{", ..." if len(left) > 4 else ""}), estimated {shown}; run the same command again to continue.')
+
+
+def split_run_stopped_line(spec: RunSpec, folder: pathlib.Path, epochs: int) -> str:
+    """The line of a run that a time limit stopped before its last epoch (``--split-runs``)."""
+    return (f'{spec.name}: time limit: stopped after epoch {finished_epochs(folder)} of {epochs}; its last checkpoint '
+            f'is kept and the next piece resumes it.')
+
+
+def probe_unmeasured(
+        spec: RunSpec, trainer: Trainer, book: SpeedBook, log: Callable[[str], None], runs_at_once: int = 1,
+) -> None:
+    """Have ``trainer`` probe the speed of a run whose model has no epoch time in ``book``, and keep the probe there.
+
+    A probe times one run alone; with ``runs_at_once`` runs sharing the device, each of their epochs is taken as that
+    many times as long (a device they saturate) until their own epochs are measured.
+    """
+    if book.measured(spec.model):
+        return
+    probed = trainer.measure_epoch_time(spec)
+    if probed is not None:
+        book.add_probe(spec.model, probed * runs_at_once)
+        shared = f', taken as {runs_at_once}x at {runs_at_once} runs at once' if runs_at_once > 1 else ''
+        log(f'{spec.name}: speed probe on this machine: about {format_time(probed)} per epoch{shared}.')
 
 
 def run_matrix(
@@ -217,7 +243,7 @@ def run_matrix(
     kept as finished and its landed record returned. The folder is checked and held by the caller
     (:func:`check_matrix_folder`, :func:`hold_folder`).
     """
-    started = time.monotonic()
+    budget = None if time_limit_s is None else TimeBudget(time_limit_s, split_runs)
     planned = plan_matrix(specs, output, trainer.epochs, landed)
     pending = [p for p in planned if not p.finished]
     book = SpeedBook(output, trainer.speed_key)
@@ -227,38 +253,30 @@ def run_matrix(
         if p.finished:
             progress.kept(p.spec, landed if p.landed else None)
 
-    def left_s() -> float:
-        return time_limit_s - (time.monotonic() - started)
-
     def stop(index: int) -> MatrixResult:
-        left = _left_line(pending[index:], book, trainer)
+        left = left_line(pending[index:], book, trainer.epochs)
         log(left)
         return MatrixResult(matrix_records(planned, landed), left)
 
     for index, p in enumerate(pending):
         keep_going = None
-        if time_limit_s is not None:
-            if not book.measured(p.spec.model):
-                probed = trainer.measure_epoch_time(p.spec)
-                if probed is not None:
-                    book.add_probe(p.spec.model, probed)
-                    log(f'{p.spec.name}: speed probe on this machine: about {format_time(probed)} per epoch.')
+        if budget is not None:
+            probe_unmeasured(p.spec, trainer, book, log)
             estimate = book.estimate(p.spec.model, trainer.epochs(p.spec) - p.epochs_done)
             if math.isinf(estimate) and index == 0:
                 log(f'{p.spec.name}: no speed measured here for its model family; starting it as the first run of '
                     f'this piece (time limit {format_time(time_limit_s)}).')
-            elif estimate > left_s():
-                if not (split_runs and book.estimate(p.spec.model, 1) <= left_s()):
-                    return stop(index)
-                log(f'{p.spec.name}: estimated {format_time(estimate)}, more than the {format_time(left_s())} left: '
-                    f'training the epochs that fit, to be resumed by the next piece.')
+            elif not budget.admits(book, p.spec.model, trainer.epochs(p.spec) - p.epochs_done):
+                return stop(index)
+            elif not budget.fits(estimate):
+                log(f'{p.spec.name}: estimated {format_time(estimate)}, more than the {format_time(budget.left_s())} '
+                    f'left: training the epochs that fit, to be resumed by the next piece.')
             if split_runs:
                 def keep_going(model: str = p.spec.model) -> bool:
-                    return book.estimate(model, 1) <= left_s()
+                    return budget.fits(book.estimate(model, 1))
         record = trainer.train(p.spec, p.folder, progress, keep_going)
         if record is None:
-            log(f'{p.spec.name}: time limit: stopped after epoch {finished_epochs(p.folder)} of '
-                f'{trainer.epochs(p.spec)}; its last checkpoint is kept and the next piece resumes it.')
+            log(split_run_stopped_line(p.spec, p.folder, trainer.epochs(p.spec)))
             return stop(index)
         progress.finished(p.spec, record)
     return MatrixResult(matrix_records(planned, landed))
