@@ -343,15 +343,16 @@ def test_parallel_split_runs_stop_before_an_epoch_that_would_not_fit(recipe_file
     lines, model, limit = [], 'cifar_resnet50_se', 100.0
     recipe = EngineRecipe.from_yaml(recipe_file)  # 3 epochs
     _book_speeds(tmp_path, recipe, data_dir, 2, {model: limit - 2.0})
-    runs = [RunSpec(model, 0), RunSpec(model, 1)]
+    runs = [RunSpec(model, 0), RunSpec(model, 1), RunSpec(model, 2)]
     records = run_queue(runs, recipe, data_dir, tmp_path, torch.device('cpu'), parallel=2, log=lines.append,
                         time_limit_s=limit, split_runs=True)
-    assert records == [None, None]
-    for spec in runs:
+    assert records == [None, None, None]
+    for spec in runs[:2]:
         assert finished_epochs(spec.folder(tmp_path)) == 1 and (spec.folder(tmp_path) / 'last.pth.tar').is_file()
         assert f'{spec.name}: time limit: stopped after epoch 1 of 3; its last checkpoint is kept and the next piece ' \
                f'resumes it.' in lines
-    assert lines[-1].startswith(f'time limit: stopping; 2 runs left ({runs[0].name}, {runs[1].name}), estimated ')
+    assert not runs[2].folder(tmp_path).exists()  # not handed out after a split run stopped
+    assert lines[-1].startswith(f'time limit: stopping; 3 runs left ({", ".join(r.name for r in runs)}), estimated ')
 
 
 def test_speed_probe_estimates_an_epoch_of_the_run(recipe_file, data_dir, tmp_path):

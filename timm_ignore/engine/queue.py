@@ -281,8 +281,8 @@ def _run_workers(
         budget: Optional[TimeBudget],
 ) -> tuple[list[tuple[RunSpec, str]], list[PlannedRun]]:
     """Train the runs in ``trainer.parallel`` worker processes, handing the next run in order to a worker when it is
-    free and, with ``budget``, only while the runs fit: the first run that does not fit, and every run after it, is
-    left for the next piece, as when runs train one at a time. The models of the first runs handed out that have no
+    free and, with ``budget``, only while the runs fit: the first run that does not fit or that a split run's deadline
+    stops, and every run after it, is left for the next piece, as when runs train one at a time. The models of the first runs handed out that have no
     epoch time at this many runs at once are probed first (:func:`~timm_ignore.runs.probe_unmeasured`).
 
     Returns:
@@ -350,9 +350,10 @@ def _run_workers(
         run = in_flight.pop(event[1])
         if kind == 'done':
             progress.finished(run.spec, event[2])
-        elif kind == 'stopped':
+        elif kind == 'stopped':  # as one at a time, the runs after a split run wait for the next piece
             progress.log(split_run_stopped_line(run.spec, run.folder, trainer.epochs(run.spec)))
             stopped.append(run)
+            closed[0] = True
         else:
             failed.append((run.spec, event[2]))
             progress.log(f'FAILED {run.spec.name}: {event[2]}')

@@ -30,9 +30,8 @@ from .record import atomic_write_text, is_finished, read_record
 from .summary import finished_epochs
 
 __all__ = ['MatrixError', 'MatrixResult', 'PlannedRun', 'Trainer', 'check_matrix_folder', 'hold_folder', 'left_line',
-           'matrix_records', 'plan_matrix', 'probe_unmeasured', 'recipe_difference', 'run_matrix',
-           'split_run_stopped_line',
-           'write_queue_file']
+           'matrix_records', 'plan_matrix', 'probe_unmeasured', 'queued_runs', 'recipe_difference', 'run_matrix',
+           'split_run_stopped_line', 'write_queue_file']
 
 
 class MatrixError(ValueError):
