@@ -169,13 +169,13 @@ def _worker(
         output: str,
         device: str,
         threads: int,
-        deadline: Optional[float],
+        budget: Optional[TimeBudget],
 ) -> None:
     """Worker process: train runs from ``tasks`` until it yields None, reporting to ``events``.
 
     A task is a run and its model's epoch time in the speed book when it was handed out (None: not measured). With a
-    ``deadline`` (``time.time()``; split runs), the run stops before an epoch that would end after it, by the longer
-    of that epoch time and the median of the epochs this worker trained of it.
+    ``budget`` (split runs; its deadline is the parent's), the run stops before an epoch that would not fit, by the
+    longer of that epoch time and the median of the epochs this worker trained of it.
     """
     torch.set_num_threads(threads)
     for module in recipe.device_modules:
@@ -198,12 +198,12 @@ def _worker(
 
         def keep_going() -> bool:
             per_epoch = max(booked_epoch_s or 0.0, statistics.median(epoch_times) if epoch_times else 0.0)
-            return time.time() + per_epoch <= deadline
+            return budget.fits(per_epoch)
 
         try:
             record = train_run(spec, recipe, data, pathlib.Path(output) / spec.name, recipe_name, on_epoch=on_epoch,
                                on_step=on_step, on_resume=lambda *resume: events.put(('resume', resume)),
-                               keep_going=None if deadline is None else keep_going)
+                               keep_going=None if budget is None else keep_going)
             events.put(('done', spec, record) if record is not None else ('stopped', spec, None))
         except Exception as e:  # reported by the parent, which fails the queue at the end
             events.put(('error', spec, f'{type(e).__name__}: {e}'))
@@ -282,8 +282,9 @@ def _run_workers(
 ) -> tuple[list[tuple[RunSpec, str]], list[PlannedRun]]:
     """Train the runs in ``trainer.parallel`` worker processes, handing the next run in order to a worker when it is
     free and, with ``budget``, only while the runs fit: the first run that does not fit or that a split run's deadline
-    stops, and every run after it, is left for the next piece, as when runs train one at a time. The models of the first runs handed out that have no
-    epoch time at this many runs at once are probed first (:func:`~timm_ignore.runs.probe_unmeasured`).
+    stops, and every run after it, is left for the next piece, as when runs train one at a time. The models of the
+    first runs handed out that have no epoch time at this many runs at once are probed first
+    (:func:`~timm_ignore.runs.probe_unmeasured`).
 
     Returns:
         The failed runs with why, and the runs left for the next piece (not started, or stopped by a split run's
@@ -321,10 +322,11 @@ def _run_workers(
     data.share_memory_()
     device = trainer.device
     threads = max(1, torch.get_num_threads() // len(first)) if device.type == 'cpu' else torch.get_num_threads()
-    deadline = budget.deadline if budget is not None and budget.split_runs else None
+    split_budget = budget if budget is not None and budget.split_runs else None
     processes = [context.Process(
         target=_worker, daemon=True,
-        args=(tasks, events, trainer.recipe, trainer.recipe_name, data, str(output), str(device), threads, deadline),
+        args=(tasks, events, trainer.recipe, trainer.recipe_name, data, str(output), str(device), threads,
+              split_budget),
     ) for _ in first]
     for process in processes:
         process.start()
